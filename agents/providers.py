@@ -1,0 +1,201 @@
+"""Model calls through the ``openai`` package, for every provider.
+
+OpenAI, Ollama and Anthropic all serve an OpenAI-compatible chat-completions endpoint, so
+one client type reaches them all. Clients are cached per (base_url, api_key): building one
+per chat would throw away its connection pool.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Awaitable, Callable
+
+import openai
+
+DEFAULT_BASE_URLS = {
+    "openai": "https://api.openai.com/v1",
+    "ollama": "http://127.0.0.1:11434/v1",
+    "anthropic": "https://api.anthropic.com/v1/",
+}
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """What the loop needs of a model profile (no ORM object crosses into ``agents``)."""
+
+    name: str
+    provider: str
+    model: str
+    base_url: str = ""
+    api_key: str = ""
+    context_window: int | None = None
+    max_output_tokens: int | None = None
+
+    @property
+    def url(self) -> str:
+        return self.base_url or DEFAULT_BASE_URLS.get(self.provider, DEFAULT_BASE_URLS["openai"])
+
+    def describe(self) -> str:
+        return f"profile {self.name!r} ({self.provider}:{self.model} at {self.url})"
+
+
+@dataclass
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # the raw JSON text the model produced
+
+    def parsed_arguments(self) -> dict[str, Any]:
+        """The arguments as a dict; raises ValueError when they are not a JSON object."""
+        value = json.loads(self.arguments or "{}")
+        if not isinstance(value, dict):
+            raise ValueError("tool arguments must be a JSON object")
+        return value
+
+    def to_openai(self) -> dict[str, Any]:
+        return {"id": self.id, "type": "function",
+                "function": {"name": self.name, "arguments": self.arguments}}
+
+
+@dataclass
+class ModelReply:
+    text: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    finish_reason: str | None = None
+    model: str = ""
+
+
+class UpstreamError(Exception):
+    """The model could not be reached or answered badly; ``partial`` is the text that
+    arrived before the failure."""
+
+    def __init__(self, message: str, partial: str = "") -> None:
+        super().__init__(message)
+        self.partial = partial
+
+
+@lru_cache(maxsize=64)
+def _client(base_url: str, api_key: str, timeout: float, retries: int) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(
+        base_url=base_url,
+        # Local servers (Ollama) need no key, but the client insists on one.
+        api_key=api_key or "not-needed",
+        timeout=openai.Timeout(timeout, connect=min(timeout, 10.0)),
+        max_retries=retries,
+    )
+
+
+def client_for(config: ProviderConfig, *, timeout: float, retries: int) -> openai.AsyncOpenAI:
+    return _client(config.url, config.api_key, timeout, retries)
+
+
+def _describe_error(exc: BaseException) -> str:
+    if isinstance(exc, openai.APIStatusError):
+        detail = ""
+        body = exc.body
+        if isinstance(body, dict):
+            err = body.get("error", body)
+            detail = err.get("message", "") if isinstance(err, dict) else str(err)
+        return f"HTTP {exc.status_code}" + (f": {detail}" if detail else "")
+    if isinstance(exc, openai.APITimeoutError):
+        return "the request timed out"
+    if isinstance(exc, openai.APIConnectionError):
+        cause = exc.__cause__ or exc
+        return f"connection failed ({type(cause).__name__}: {cause})"
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def call_model(config: ProviderConfig, messages: list[dict[str, Any]],
+                     tools: list[dict[str, Any]], *, stream: bool,
+                     on_delta: Callable[[str], Awaitable[None]],
+                     timeout: float, retries: int) -> ModelReply:
+    """One chat-completions call. Streamed text goes to ``on_delta`` chunk by chunk;
+    tool calls are assembled from their streamed pieces."""
+    client = client_for(config, timeout=timeout, retries=retries)
+    kwargs: dict[str, Any] = {"model": config.model, "messages": messages}
+    if tools:
+        kwargs["tools"] = tools
+    if config.max_output_tokens:
+        kwargs["max_tokens"] = config.max_output_tokens
+    reply = ModelReply(model=config.model)
+    try:
+        if stream:
+            await _stream(client, kwargs, reply, on_delta)
+        else:
+            await _complete(client, kwargs, reply)
+    except UpstreamError as exc:
+        raise UpstreamError(f"{config.describe()}: {exc}", partial=exc.partial) from exc
+    except (openai.OpenAIError, ValueError) as exc:  # ValueError: malformed SSE JSON
+        raise UpstreamError(f"{config.describe()}: {_describe_error(exc)}",
+                            partial=reply.text) from exc
+    return reply
+
+
+async def _complete(client: openai.AsyncOpenAI, kwargs: dict[str, Any],
+                    reply: ModelReply) -> None:
+    response = await client.chat.completions.create(**kwargs)
+    if not response.choices:
+        raise ValueError("the reply had no choices")
+    choice = response.choices[0]
+    reply.text = choice.message.content or ""
+    reply.finish_reason = choice.finish_reason
+    reply.model = response.model or reply.model
+    for call in choice.message.tool_calls or []:
+        reply.tool_calls.append(ToolCall(call.id, call.function.name,
+                                         call.function.arguments or ""))
+    if response.usage:
+        reply.input_tokens = response.usage.prompt_tokens or 0
+        reply.output_tokens = response.usage.completion_tokens or 0
+
+
+async def _stream(client: openai.AsyncOpenAI, kwargs: dict[str, Any], reply: ModelReply,
+                  on_delta: Callable[[str], Awaitable[None]]) -> None:
+    stream = await client.chat.completions.create(
+        stream=True, stream_options={"include_usage": True}, **kwargs)
+    parts: list[str] = []
+    calls: dict[int, ToolCall] = {}
+    try:
+        async for chunk in stream:
+            if chunk.usage:
+                reply.input_tokens = chunk.usage.prompt_tokens or 0
+                reply.output_tokens = chunk.usage.completion_tokens or 0
+            if chunk.model:
+                reply.model = chunk.model
+            if not chunk.choices:
+                continue
+            choice = chunk.choices[0]
+            delta = choice.delta
+            if delta.content:
+                parts.append(delta.content)
+                await on_delta(delta.content)
+            for piece in delta.tool_calls or ():
+                call = calls.get(piece.index)
+                if call is None:
+                    call = calls[piece.index] = ToolCall(piece.id or "", "", "")
+                elif piece.id:
+                    call.id = piece.id
+                if piece.function:
+                    call.name += piece.function.name or ""
+                    call.arguments += piece.function.arguments or ""
+            if choice.finish_reason:
+                reply.finish_reason = choice.finish_reason
+    except BaseException:
+        reply.text = "".join(parts)
+        raise
+    finally:
+        try:
+            await stream.close()
+        except Exception:  # noqa: BLE001
+            pass  # the stream is already broken; the original error is what matters
+    reply.text = "".join(parts)
+    if reply.finish_reason is None:
+        raise UpstreamError("the stream ended without a finish reason (cut off?)",
+                            partial=reply.text)
+    reply.tool_calls = [calls[i] for i in sorted(calls)]
+    for index, call in enumerate(reply.tool_calls):
+        if not call.id:
+            call.id = f"call_{index}"

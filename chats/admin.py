@@ -1,0 +1,33 @@
+from django.contrib import admin
+
+from chats.models import Chat, Message, PendingApproval
+
+
+class MessageInline(admin.TabularInline):
+    model = Message
+    extra = 0
+    can_delete = False
+    fields = ("position", "role", "status", "compacted", "content", "tool_calls",
+              "tool_call_id", "usage", "created_at")
+    readonly_fields = fields
+    ordering = ("position", "id")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Chat)
+class ChatAdmin(admin.ModelAdmin):
+    list_display = ("id", "title", "owner", "profile", "created_at", "turn_owner")
+    list_filter = ("owner",)
+    search_fields = ("title", "id", "owner__username")
+    readonly_fields = ("id", "owner", "created_at", "updated_at", "turn_owner",
+                       "turn_lease_until", "last_seq")
+    inlines = [MessageInline]
+
+
+@admin.register(PendingApproval)
+class PendingApprovalAdmin(admin.ModelAdmin):
+    list_display = ("tool_call_id", "tool_name", "chat", "verdict", "created_at", "expires_at")
+    readonly_fields = ("chat", "tool_call_id", "tool_name", "arguments", "created_at",
+                       "expires_at", "resolved_at")

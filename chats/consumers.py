@@ -1,0 +1,139 @@
+"""The WebSocket endpoint ``/ws/{chat_id}?token=...``: it only translates.
+
+Connect: authenticate (close 4001), check ownership (close 4004), join the chat's group,
+send ``agent.state`` and, with ``?since=<seq>``, the retained events after that seq.
+Receive: parse the frame and hand it to the turn manager. Group events are forwarded in
+seq order, each once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from agents import events as ev
+from chats import frames, store
+from chats.access import get_chat_for
+from chats.hub import encode, group_name
+from chats.turns import get_manager
+from gateway_project.auth import user_for_token
+from gateway_project.errors import GatewayError
+
+CLOSE_UNAUTHORIZED = 4001
+CLOSE_NOT_FOUND = 4004
+
+
+def _query(scope: dict[str, Any]) -> dict[str, str]:
+    parsed = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    return {key: values[-1] for key, values in parsed.items()}
+
+
+def _token_from(scope: dict[str, Any], query: dict[str, str]) -> str:
+    if query.get("token"):
+        return query["token"]
+    for name, value in scope.get("headers", []):
+        if name == b"authorization" and value.lower().startswith(b"bearer "):
+            return value[7:].decode("latin-1").strip()
+    return ""
+
+
+class ChatConsumer(AsyncWebsocketConsumer):
+    chat_id: str = ""
+    last_sent: int = 0
+
+    async def connect(self) -> None:
+        query = _query(self.scope)
+        user = await database_sync_to_async(user_for_token)(_token_from(self.scope, query))
+        if user is None:
+            await self.accept()
+            await self.close(code=CLOSE_UNAUTHORIZED)
+            return
+        try:
+            chat = await database_sync_to_async(get_chat_for)(
+                user, self.scope["url_route"]["kwargs"]["chat_id"])
+        except GatewayError:
+            await self.accept()
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        self.chat_id = str(chat.id)
+        self.manager = get_manager()
+        await self.channel_layer.group_add(group_name(self.chat_id), self.channel_name)
+        await self.accept()
+        await self.send_snapshot(_since(query.get("since")))
+
+    async def send_snapshot(self, since: int | None) -> None:
+        await self.manager.ensure_loaded(self.chat_id)
+        state = await database_sync_to_async(store.snapshot)(uuid.UUID(self.chat_id))
+        replay = self.manager.hub.replay(self.chat_id, since)
+        state["partial_text"] = replay.partial_text if state["running"] else ""
+        if since is not None:
+            state["replay_complete"] = replay.complete
+        await self.send(text_data=encode(ev.STATE, state, replay.last_seq))
+        for text in replay.events:
+            await self.send(text_data=text)
+        self.last_sent = replay.last_seq
+
+    async def disconnect(self, code: int) -> None:
+        if self.chat_id:
+            await self.channel_layer.group_discard(group_name(self.chat_id), self.channel_name)
+        # The turn goes on: it belongs to the chat, not to this socket.
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None
+                      ) -> None:
+        try:
+            frame = frames.parse(text_data, settings.GATEWAY_MAX_FRAME_BYTES)
+            await self.dispatch_frame(frame)
+        except GatewayError as exc:
+            await self.send_error(exc.code, exc.message)
+
+    async def dispatch_frame(self, frame: frames.Frame) -> None:
+        if isinstance(frame, frames.UserMessage):
+            await self.manager.submit(self.chat_id, frame.content, frame.stream)
+        elif isinstance(frame, frames.Cancel):
+            await self.manager.cancel(self.chat_id)
+        else:
+            verdicts = await database_sync_to_async(_checked_verdicts)(
+                uuid.UUID(self.chat_id), frame)
+            await self.manager.send_verdicts(self.chat_id, verdicts)
+
+    async def send_error(self, code: str, message: str) -> None:
+        """An error for this socket only; it carries the chat's current seq unchanged."""
+        await self.send(text_data=encode(ev.ERROR, {"code": code, "message": message},
+                                         self.last_sent))
+
+    async def chat_event(self, message: dict[str, Any]) -> None:
+        """A group event: forward it unless the snapshot already covered it."""
+        if message["seq"] <= self.last_sent:
+            return
+        self.last_sent = message["seq"]
+        await self.send(text_data=message["text"])
+
+
+def _since(raw: str | None) -> int | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        return max(int(raw), 0)
+    except ValueError:
+        return None
+
+
+def _checked_verdicts(chat_id: uuid.UUID, frame: frames.Approval) -> dict[str, str]:
+    """The verdicts to send, checked against the calls that are actually pending."""
+    pending = {p["id"] for p in store.pending_approvals(chat_id)}
+    if not pending:
+        raise GatewayError("invalid_event", "no tool call is waiting for approval")
+    if frame.verdicts is None:
+        verdict = "allow" if frame.approve_all else "deny"
+        return {call_id: verdict for call_id in pending}
+    unknown = sorted(set(frame.verdicts) - pending)
+    if unknown:
+        raise GatewayError("invalid_event", "not waiting for approval: "
+                           + ", ".join(u[:80] for u in unknown[:10]))
+    return dict(frame.verdicts)
+

@@ -1,0 +1,136 @@
+"""Chats, their messages (the conversation as the model sees it) and pending approvals."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+
+
+class Chat(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                              related_name="chats")
+    title = models.CharField(max_length=200, blank=True, default="")
+    profile = models.ForeignKey("profiles.ModelProfile", null=True, blank=True,
+                                on_delete=models.SET_NULL, related_name="chats")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    # The per-chat turn lock: who runs the turn and until when the lease holds. A
+    # conditional UPDATE takes it, so it holds across processes.
+    turn_owner = models.CharField(max_length=100, null=True, blank=True, editable=False)
+    turn_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
+    # Tools the user allowed "for this chat" in an approval prompt.
+    allowed_tools = models.JSONField(default=list, blank=True)
+    # The last event seq, saved when a turn ends so seq keeps rising across restarts.
+    last_seq = models.BigIntegerField(default=0, editable=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["owner", "-created_at", "-id"])]
+
+    def __str__(self) -> str:
+        return self.title or str(self.id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "chat_id": str(self.id),
+            "title": self.title,
+            "profile": self.profile.name if self.profile_id and self.profile else None,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+        }
+
+
+class Message(models.Model):
+    ROLES = ("system", "user", "assistant", "tool")
+    STATUSES = ("queued", "done", "interrupted", "cancelled")
+
+    chat = models.ForeignKey(Chat, on_delete=models.CASCADE, related_name="messages")
+    # Place in the conversation; null while a user message waits in the queue, set when
+    # its turn starts, so a queued message never lands inside the running turn.
+    position = models.PositiveIntegerField(null=True, blank=True)
+    role = models.CharField(max_length=10, choices=[(r, r) for r in ROLES])
+    content = models.JSONField(null=True, blank=True)  # str, or a list of content blocks
+    tool_calls = models.JSONField(null=True, blank=True)
+    tool_call_id = models.CharField(max_length=200, blank=True, default="")
+    tool_name = models.CharField(max_length=200, blank=True, default="")
+    is_error = models.BooleanField(default=False)
+    usage = models.JSONField(null=True, blank=True)
+    model = models.CharField(max_length=200, blank=True, default="")
+    status = models.CharField(max_length=12, choices=[(s, s) for s in STATUSES], default="done")
+    stream = models.BooleanField(default=True)  # how a queued user message asked to run
+    compacted = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["position", "id"]
+        indexes = [
+            models.Index(fields=["chat", "position"]),
+            models.Index(fields=["chat", "status"]),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["chat", "position"], name="unique_message_position"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role} #{self.position}"
+
+    def to_openai(self) -> dict[str, Any]:
+        """The message as the model is sent it."""
+        msg: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.role == "assistant" and self.tool_calls:
+            msg["tool_calls"] = self.tool_calls
+        if self.role == "tool":
+            msg["tool_call_id"] = self.tool_call_id
+        return msg
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": self.id,
+            "position": self.position,
+            "role": self.role,
+            "content": self.content,
+            "status": self.status,
+            "compacted": self.compacted,
+            "created_at": self.created_at.isoformat(),
+        }
+        if self.tool_calls:
+            body["tool_calls"] = self.tool_calls
+        if self.role == "tool":
+            body.update(tool_call_id=self.tool_call_id, tool_name=self.tool_name,
+                        is_error=self.is_error)
+        if self.usage:
+            body["usage"] = self.usage
+        if self.model:
+            body["model"] = self.model
+        return body
+
+
+class PendingApproval(models.Model):
+    """A tool call waiting for a user's verdict. Stored so any process (and a restart)
+    can see it; ``expires_at`` bounds the wait."""
+
+    VERDICTS = ("allow", "deny", "allow_chat", "expired", "cancelled")
+
+    chat = models.ForeignKey(Chat, on_delete=models.CASCADE, related_name="approvals")
+    tool_call_id = models.CharField(max_length=200)
+    tool_name = models.CharField(max_length=200)
+    arguments = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    verdict = models.CharField(max_length=12, null=True, blank=True,
+                               choices=[(v, v) for v in VERDICTS])
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["chat", "verdict"])]
+
+    def __str__(self) -> str:
+        return f"{self.tool_name} {self.tool_call_id}: {self.verdict or 'pending'}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.tool_call_id, "name": self.tool_name, "arguments": self.arguments}

@@ -1,0 +1,313 @@
+"""Running turns: the per-chat queue and lock, approvals, cancel, recovery.
+
+One ``TurnManager`` per process. A user message is stored as queued; whoever takes the
+chat's lock (a conditional UPDATE, so it holds across processes) drains the queue one
+turn at a time. Cancels and verdicts reach the running turn through the channel layer
+group ``turnctl.<chat>``, so they work from any socket, any REST call, any process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from agents import events as ev
+from agents.loop import Decision, TurnSpec, arguments_for_display, run_turn
+from agents.prompt import build_system_prompt
+from agents.providers import ToolCall
+from agents.tools import ToolEnv, tool_schemas
+from chats import store
+from chats.hub import LocalEventHub, control_group
+from permissions.resolver import level_for
+
+logger = logging.getLogger(__name__)
+db = database_sync_to_async
+
+
+class ControlChannel:
+    """The running turn's inbox: cancels and verdicts sent to ``turnctl.<chat>``."""
+
+    def __init__(self, chat_id: str) -> None:
+        self.chat_id = chat_id
+        self.layer = get_channel_layer()
+        self.verdicts: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+        self.on_cancel: Any = None
+        self.channel = ""
+        self._reader: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        self.channel = await self.layer.new_channel()
+        await self.layer.group_add(control_group(self.chat_id), self.channel)
+        self._reader = asyncio.create_task(self._read())
+
+    async def close(self) -> None:
+        if self._reader:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        await self.layer.group_discard(control_group(self.chat_id), self.channel)
+
+    async def _read(self) -> None:
+        while True:
+            message = await self.layer.receive(self.channel)
+            if message.get("type") == "turn.cancel" and self.on_cancel:
+                self.on_cancel()
+            elif message.get("type") == "turn.verdicts":
+                self.verdicts.put_nowait(message["verdicts"])
+
+
+class ApprovalGate:
+    """``decide`` for the loop: resolve the policy per call, ask the user for ``ask``."""
+
+    def __init__(self, chat_id: str, hub_emit: Any, control: ControlChannel,
+                 allowed_tools: set[str]) -> None:
+        self.chat_id = chat_id
+        self.emit = hub_emit
+        self.control = control
+        self.allowed_tools = allowed_tools
+
+    async def __call__(self, calls: list[ToolCall]) -> dict[str, Decision]:
+        mode, overrides, sandbox = await db(store.current_policy)()
+        self.sandbox = sandbox
+        decisions: dict[str, Decision] = {}
+        denied, asked = [], []
+        for call in calls:
+            level = level_for(call.name, mode, overrides, self.allowed_tools)
+            if level == "allow":
+                decisions[call.id] = Decision(True)
+            elif level == "deny":
+                denied.append(call)
+                decisions[call.id] = Decision(False, f"the policy denies {call.name!r}")
+            else:
+                asked.append(call)
+        if denied:
+            await self.emit(ev.TOOL_DENIED, {"tool_calls": [_call_dict(c) for c in denied],
+                                             "reason": f"denied by the permission policy "
+                                                       f"(mode {mode})"})
+        if asked:
+            decisions.update(await self._ask(asked))
+        return decisions
+
+    async def _ask(self, calls: list[ToolCall]) -> dict[str, Decision]:
+        wanted = [_call_dict(c) for c in calls]
+        timeout = settings.GATEWAY_APPROVAL_TIMEOUT
+        await db(store.create_approvals)(self.chat_id, wanted, timeout)
+        while not self.control.verdicts.empty():  # stale verdicts of an earlier request
+            self.control.verdicts.get_nowait()
+        await self.emit(ev.TOOL_REQUEST, {"tool_calls": wanted})
+        ids = {c.id for c in calls}
+        verdicts: dict[str, str] | None = None
+        deadline = time.monotonic() + timeout
+        try:
+            while verdicts is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    got = await asyncio.wait_for(self.control.verdicts.get(), remaining)
+                except asyncio.TimeoutError:
+                    break
+                if ids & set(got):
+                    verdicts = got
+        except asyncio.CancelledError:
+            await asyncio.shield(db(store.resolve_approvals)(
+                self.chat_id, {i: "cancelled" for i in ids}))
+            raise
+        if verdicts is None:
+            await db(store.resolve_approvals)(self.chat_id, {i: "expired" for i in ids})
+            await self.emit(ev.ERROR, {"code": "approval_timeout", "message":
+                                       f"No verdict within {timeout:g} s; the tool call(s) "
+                                       "were denied and the turn goes on."})
+            return {i: Decision(False, "no verdict before the approval timeout") for i in ids}
+        final = {i: verdicts.get(i, "deny") for i in ids}
+        await db(store.resolve_approvals)(self.chat_id, final)
+        result = {}
+        for call in calls:
+            verdict = final[call.id]
+            if verdict == "allow_chat":
+                self.allowed_tools.add(call.name)
+                await db(store.allow_tool_for_chat)(self.chat_id, call.name)
+            result[call.id] = Decision(verdict in ("allow", "allow_chat"),
+                                       "" if verdict != "deny" else "the user denied it")
+        return result
+
+
+def _call_dict(call: ToolCall) -> dict[str, Any]:
+    return {"id": call.id, "name": call.name, "arguments": arguments_for_display(call)}
+
+
+class DbTurnStore:
+    """The loop's ``TurnStore`` on the ORM."""
+
+    def __init__(self, writer: store.MessageWriter) -> None:
+        self.writer = writer
+
+    async def save_assistant(self, text: str, tool_calls: list[dict[str, Any]] | None,
+                             usage: dict[str, int], model: str, status: str) -> None:
+        await db(self.writer.add)(role="assistant", content=text, tool_calls=tool_calls,
+                                  usage=usage or None, model=model, status=status)
+
+    async def save_tool_result(self, call_id: str, tool_name: str, content: str,
+                               is_error: bool) -> None:
+        await db(self.writer.add)(role="tool", tool_call_id=call_id, tool_name=tool_name,
+                                  content=content, is_error=is_error)
+
+
+class TurnManager:
+    """Starts, tracks and stops the turns this process runs."""
+
+    def __init__(self) -> None:
+        self.hub = LocalEventHub(settings.GATEWAY_REPLAY_EVENTS)
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.process_id = f"{socket.gethostname()}:{os.getpid()}"
+
+    # -- events ----------------------------------------------------------------------
+    async def ensure_loaded(self, chat_id: str) -> None:
+        if not self.hub.is_loaded(chat_id):
+            self.hub.load(chat_id, await db(store.chat_last_seq)(uuid.UUID(chat_id)))
+
+    async def publish(self, chat_id: str, event_type: str, data: dict[str, Any]) -> int:
+        await self.ensure_loaded(chat_id)
+        return await self.hub.publish(chat_id, event_type, data)
+
+    # -- entry points ------------------------------------------------------------------
+    async def submit(self, chat_id: str, content: Any, stream: bool) -> int:
+        """Queue a user message and make sure a turn will run it."""
+        message_id, queued = await db(store.enqueue)(uuid.UUID(chat_id), content, stream)
+        await self.publish(chat_id, ev.QUEUED, {"message_id": message_id, "position": queued})
+        await self.kick(chat_id)
+        return message_id
+
+    async def kick(self, chat_id: str) -> None:
+        """Start draining the chat's queue here unless some process already does."""
+        if chat_id in self.tasks:
+            return
+        owner = f"{self.process_id}:{uuid.uuid4().hex[:8]}"
+        lease = settings.GATEWAY_TURN_LEASE_SECONDS
+        if not await db(store.try_acquire)(uuid.UUID(chat_id), owner, lease):
+            return
+        task = asyncio.create_task(self._drain(chat_id, owner))
+        self.tasks[chat_id] = task
+
+    async def cancel(self, chat_id: str) -> None:
+        await get_channel_layer().group_send(control_group(chat_id), {"type": "turn.cancel"})
+
+    async def send_verdicts(self, chat_id: str, verdicts: dict[str, str]) -> None:
+        await get_channel_layer().group_send(control_group(chat_id),
+                                             {"type": "turn.verdicts", "verdicts": verdicts})
+
+    # -- the drain loop ----------------------------------------------------------------
+    async def _drain(self, chat_id: str, owner: str) -> None:
+        key = uuid.UUID(chat_id)
+        control = ControlChannel(chat_id)
+        heartbeat = asyncio.create_task(self._heartbeat(key, owner))
+        try:
+            await self.ensure_loaded(chat_id)
+            await control.open()
+            while True:
+                setup = await db(store.start_next)(key)
+                if setup is None:
+                    break
+                await self._run_one(chat_id, setup, control)
+        except Exception:
+            logger.exception("turn runner of chat %s failed", chat_id)
+            await self.publish(chat_id, ev.ERROR, {"code": "turn_failed", "message":
+                                                   "The turn failed on the server; it was "
+                                                   "logged. The chat stays usable."})
+        finally:
+            heartbeat.cancel()
+            await control.close()
+            await db(store.release)(key, owner, self.hub.last_seq(chat_id))
+            self.tasks.pop(chat_id, None)
+        # A message queued after the last look but before the release must still run.
+        if await db(store.has_queued)(key):
+            await self.kick(chat_id)
+
+    async def _heartbeat(self, key: uuid.UUID, owner: str) -> None:
+        lease = settings.GATEWAY_TURN_LEASE_SECONDS
+        while True:
+            await asyncio.sleep(lease / 3)
+            if not await db(store.renew)(key, owner, lease):
+                logger.warning("lost the turn lease of chat %s", key)
+                task = self.tasks.get(str(key))
+                if task:
+                    task.cancel()
+                return
+
+    async def _run_one(self, chat_id: str, setup: store.TurnSetup,
+                       control: ControlChannel) -> None:
+        async def emit(event_type: str, data: dict[str, Any]) -> None:
+            await self.hub.publish(chat_id, event_type, data)
+
+        await emit(ev.TURN_STARTED, {"message_id": setup.message_id})
+        if setup.provider is None:
+            await emit(ev.ERROR, {"code": "no_profile", "message":
+                                  "No model profile is set for this chat and there is no "
+                                  "default: an admin creates one with POST /api/profiles "
+                                  "(or starts the server with OPENAI_API_KEY set)."})
+            await emit(ev.TURN_COMPLETE, {"stop_reason": "error", "model": None,
+                                          "usage": {"input_tokens": 0, "output_tokens": 0}})
+            return
+        spec = TurnSpec(
+            provider=setup.provider,
+            messages=[{"role": "system", "content": build_system_prompt(
+                setup.workspace, setup.sandbox.enabled)}, *setup.history],
+            tools=tool_schemas(),
+            tool_env=ToolEnv(setup.workspace, setup.sandbox, settings.GATEWAY_BASH_TIMEOUT,
+                             settings.GATEWAY_TOOL_OUTPUT_LIMIT),
+            stream=setup.stream, max_rounds=settings.GATEWAY_MAX_TOOL_ROUNDS,
+            timeout=settings.GATEWAY_UPSTREAM_TIMEOUT,
+            retries=settings.GATEWAY_UPSTREAM_RETRIES,
+        )
+        gate = ApprovalGate(chat_id, emit, control, setup.allowed_tools)
+        turn_store = DbTurnStore(store.MessageWriter(uuid.UUID(chat_id), setup.next_position))
+        task = asyncio.create_task(run_turn(spec, emit, gate, turn_store))
+        control.on_cancel = task.cancel
+        try:
+            await asyncio.wait({task})
+        finally:
+            control.on_cancel = None
+            if not task.done():  # this runner itself is being cancelled (shutdown)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if not task.cancelled() and task.exception():
+            raise task.exception()  # type: ignore[misc]
+
+    # -- recovery ----------------------------------------------------------------------
+    async def recover(self, force: bool = False) -> int:
+        """Settle turns whose process died, tell their sockets, run their queues."""
+        recovered = 0
+        for key in await db(store.stale_chats)(force):
+            chat_id = str(key)
+            if chat_id in self.tasks:
+                continue
+            if await db(store.settle_dead_turn)(key, force):
+                recovered += 1
+                await self.publish(chat_id, ev.ERROR, {"code": "interrupted", "message":
+                                                       "The server running this turn "
+                                                       "stopped; the turn was interrupted "
+                                                       "and the chat is usable again."})
+                await self.kick(chat_id)
+        return recovered
+
+
+_manager: TurnManager | None = None
+
+
+def get_manager() -> TurnManager:
+    """This process's turn manager (created on first use, inside the event loop)."""
+    global _manager
+    if _manager is None:
+        _manager = TurnManager()
+    return _manager

@@ -1,0 +1,153 @@
+"""REST views of chats. They parse, call one service, and return ``to_dict()``s."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import uuid
+
+from asgiref.sync import async_to_sync
+from django.db.models import Q
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from chats import services
+from chats.access import get_chat_for
+from chats.models import Chat
+from chats.turns import get_manager
+from gateway_project.api import validated
+from gateway_project.errors import GatewayError
+from profiles.views import ProfileNameSerializer, profile_by_name
+
+MAX_PAGE = 100
+
+
+class ChatCreateSerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    profile = serializers.CharField(max_length=64, required=False, allow_null=True)
+
+
+class ChatUpdateSerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=200, allow_blank=True)
+
+
+def _encode_cursor(chat: Chat) -> str:
+    raw = f"{chat.created_at.isoformat()}|{chat.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        when, chat_id = raw.split("|")
+        return dt.datetime.fromisoformat(when), uuid.UUID(chat_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise GatewayError("invalid_cursor", "The cursor is not one this API returned.",
+                           400, {"cursor": "Invalid cursor."}) from None
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None:
+        return 20
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_PAGE:
+        raise GatewayError("invalid_request", f"limit must be between 1 and {MAX_PAGE}.",
+                           400, {"limit": f"Between 1 and {MAX_PAGE}."})
+    return value
+
+
+class ChatListView(APIView):
+    @extend_schema(parameters=[OpenApiParameter("limit", int), OpenApiParameter("cursor", str)])
+    def get(self, request: Request) -> Response:
+        """The caller's chats, newest first, a page at a time (``next`` is the cursor)."""
+        limit = _limit(request.query_params.get("limit"))
+        rows = Chat.objects.filter(owner=request.user).select_related("profile")
+        cursor = request.query_params.get("cursor")
+        if cursor:
+            when, chat_id = _decode_cursor(cursor)
+            rows = rows.filter(Q(created_at__lt=when) | Q(created_at=when, id__lt=chat_id))
+        page = list(rows.order_by("-created_at", "-id")[:limit + 1])
+        next_cursor = _encode_cursor(page[limit - 1]) if len(page) > limit else None
+        return Response({"chats": [c.to_dict() for c in page[:limit]], "next": next_cursor})
+
+    @extend_schema(request=ChatCreateSerializer)
+    def post(self, request: Request) -> Response:
+        body = validated(ChatCreateSerializer, request) if request.data else {}
+        profile = profile_by_name(body["profile"], in_body=True) if body.get("profile") else None
+        chat = Chat.objects.create(owner=request.user, title=body.get("title", ""),
+                                   profile=profile)
+        return Response(chat.to_dict(), status=status.HTTP_201_CREATED)
+
+
+class ChatDetailView(APIView):
+    def get(self, request: Request, chat_id: str) -> Response:
+        chat = get_chat_for(request.user, chat_id)
+        return Response(services.chat_detail(chat, request.user))
+
+    @extend_schema(request=ChatUpdateSerializer)
+    def patch(self, request: Request, chat_id: str) -> Response:
+        chat = get_chat_for(request.user, chat_id)
+        chat.title = validated(ChatUpdateSerializer, request)["title"]
+        chat.save(update_fields=["title", "updated_at"])
+        return Response(chat.to_dict())
+
+    def delete(self, request: Request, chat_id: str) -> Response:
+        chat = get_chat_for(request.user, chat_id)
+        services.stop_turn(chat)
+        chat.delete()
+        return Response({"deleted": True})
+
+
+class ChatCancelView(APIView):
+    def post(self, request: Request, chat_id: str) -> Response:
+        chat = get_chat_for(request.user, chat_id)
+        return Response({"cancelled": services.request_cancel(chat)})
+
+
+class ChatContextView(APIView):
+    def get(self, request: Request, chat_id: str) -> Response:
+        chat = get_chat_for(request.user, chat_id)
+        return Response(services.context_report(chat))
+
+
+class ChatCompactView(APIView):
+    def post(self, request: Request, chat_id: str) -> Response:
+        chat = get_chat_for(request.user, chat_id)
+        return Response(services.compact(chat))
+
+
+class ChatProfileView(APIView):
+    def get(self, request: Request, chat_id: str) -> Response:
+        chat = get_chat_for(request.user, chat_id)
+        return Response({"profile_name": chat.profile.name if chat.profile else None})
+
+    @extend_schema(request=ProfileNameSerializer)
+    def put(self, request: Request, chat_id: str) -> Response:
+        chat = get_chat_for(request.user, chat_id)
+        profile = profile_by_name(validated(ProfileNameSerializer, request)["name"],
+                                  in_body=True)
+        services.switch_profile(chat, profile)
+        return Response({"profile_name": profile.name})
+
+    post = put  # Clotho's POST /api/chats/{id}/active-profile
+
+
+class PanicView(APIView):
+    def post(self, request: Request) -> Response:
+        """Clotho's emergency stop: cancel every running turn of the caller (all turns,
+        for an admin)."""
+        rows = Chat.objects.filter(turn_owner__isnull=False)
+        if not request.user.is_staff:
+            rows = rows.filter(owner=request.user)
+        ids = [str(pk) for pk in rows.values_list("pk", flat=True)]
+        for chat_id in ids:
+            async_to_sync(get_manager().cancel)(chat_id)
+        return Response({"cancelled": len(ids)})
+

@@ -1,0 +1,85 @@
+"""``manage.py serve``: migrate, make sure an admin can get in, run daphne."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandParser
+
+from gateway_project.auth import create_token
+from gateway_project.models import ApiToken
+
+
+class Command(BaseCommand):
+    help = "Apply migrations, ensure an admin user and token exist, and run the server."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--no-migrate", action="store_true")
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        if not opts["no_migrate"]:
+            call_command("migrate", interactive=False, verbosity=0)
+        self.ensure_admin()
+        self.ensure_env_profile()
+        if not settings.REDIS_URL:
+            self.recover_turns()
+        self.stdout.write(f"Gateway {settings.VERSION} on http://{opts['host']}:{opts['port']}"
+                          f" (data: {settings.GATEWAY_DATA_DIR})")
+        self.stdout.flush()
+        from daphne.cli import CommandLineInterface
+
+        CommandLineInterface().run([
+            "-b", opts["host"], "-p", str(opts["port"]),
+            "--proxy-headers", "--access-log", os.devnull if not settings.DEBUG else "-",
+            "gateway_project.asgi:application",
+        ])
+
+    def ensure_admin(self) -> None:
+        users = get_user_model()
+        admin = users.objects.filter(is_staff=True).order_by("pk").first()
+        if admin is None:
+            admin = users.objects.create(username="admin", is_staff=True, is_superuser=True)
+            admin.set_unusable_password()
+            admin.save()
+        if ApiToken.objects.filter(user=admin).exists():
+            self.stdout.write(f"Admin user {admin.username!r} exists. A new token: "
+                              f"python manage.py issue_token {admin.username} --admin")
+            return
+        _, token = create_token(admin, "serve-bootstrap")
+        self.stdout.write(f"Admin user {admin.username!r}; its API token (shown once, keep "
+                          f"it):\n{token}\nA new one later: python manage.py issue_token "
+                          f"{admin.username} --admin")
+
+    def ensure_env_profile(self) -> None:
+        """OPENAI_API_KEY at start-up and no profile yet: create a default from it."""
+        from profiles.models import ModelProfile
+
+        key = os.environ.get("OPENAI_API_KEY")
+        if not key or ModelProfile.objects.exists():
+            return
+        profile = ModelProfile(name="default", provider="openai",
+                               model=os.environ.get("OPENAI_MODEL", "gpt-4o-mini"),
+                               base_url=os.environ.get("OPENAI_BASE_URL", ""))
+        profile.set_api_key(key)
+        profile.save()
+        profile.make_default()
+        self.stdout.write(f"Created the default profile from OPENAI_API_KEY ({profile.model}).")
+
+    def recover_turns(self) -> None:
+        """One process on the embedded default: any turn marked running died with the
+        previous process, so settle it now rather than waiting for its lease."""
+        from asgiref.sync import async_to_sync
+
+        from chats.turns import get_manager
+
+        count = async_to_sync(get_manager().recover)(force=True)
+        if count:
+            self.stdout.write(f"Recovered {count} interrupted turn(s).")
+        sys.stdout.flush()

@@ -1,0 +1,189 @@
+"""Settings of the gateway: every value comes from the environment (see README's table).
+
+The embedded default needs nothing: SQLite in ``GATEWAY_DATA_DIR`` and the in-memory
+channel layer. ``DATABASE_URL`` and ``REDIS_URL`` switch to PostgreSQL and Redis.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+
+from gateway_project.env import (
+    envbool,
+    envfloat,
+    envint,
+    envlist,
+    envpath,
+    envsecret,
+    envstr,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VERSION = "0.1.0"
+
+GATEWAY_DATA_DIR = envpath("GATEWAY_DATA_DIR", BASE_DIR / "data")
+GATEWAY_DATA_DIR.mkdir(parents=True, exist_ok=True)
+GATEWAY_WORKSPACE = envpath("GATEWAY_WORKSPACE", GATEWAY_DATA_DIR / "workspaces")
+
+SECRET_KEY = envsecret("SECRET_KEY", GATEWAY_DATA_DIR)
+DEBUG = envbool("DEBUG", False)
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "knox",
+    "drf_spectacular",
+    "channels",
+    "gateway_project",
+    "profiles",
+    "permissions",
+    "chats",
+    "agents",
+    "dashboard",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "gateway_project.urls"
+ASGI_APPLICATION = "gateway_project.asgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASE_URL = envstr("DATABASE_URL")
+if DATABASE_URL:
+    # Persistent connections are closed after 60 s; health checks drop dead ones, so a
+    # long-lived process survives a PostgreSQL restart.
+    DATABASES = {
+        "default": dj_database_url.parse(
+            DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", 60, minimum=0),
+            conn_health_checks=True,
+        )
+    }
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": GATEWAY_DATA_DIR / "gateway.sqlite3",
+            "OPTIONS": {
+                # WAL keeps readers and the writer apart and survives a crash; IMMEDIATE
+                # transactions take the write lock up front instead of failing midway.
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+            },
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = envstr("REDIS_URL")
+# Capacity is high on purpose: both layers silently drop a group message when a channel
+# is full, and a burst of deltas to a slow socket must not lose text.
+_CHANNEL_CAPACITY = envint("GATEWAY_CHANNEL_CAPACITY", 20000, minimum=100)
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "capacity": _CHANNEL_CAPACITY, "expiry": 60},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": _CHANNEL_CAPACITY, "expiry": 60},
+        }
+    }
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = GATEWAY_DATA_DIR / "static"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["gateway_project.auth.BearerTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "gateway_project.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+REST_KNOX = {
+    "AUTH_HEADER_PREFIX": "Bearer",
+    "TOKEN_TTL": None,  # tokens live until revoked unless created with an expiry
+    "TOKEN_PREFIX": "gw_",
+}
+KNOX_TOKEN_MODEL = "gateway_project.ApiToken"
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Agent gateway API",
+    "DESCRIPTION": "REST API of the agent gateway. The WebSocket protocol is in PROTOCOL.md.",
+    "VERSION": VERSION,
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# Agent behaviour.
+GATEWAY_APPROVAL_TIMEOUT = envfloat("GATEWAY_APPROVAL_TIMEOUT", 300.0, minimum=0.1)
+GATEWAY_MAX_TOOL_ROUNDS = envint("GATEWAY_MAX_TOOL_ROUNDS", 25, minimum=1)
+GATEWAY_BASH_TIMEOUT = envfloat("GATEWAY_BASH_TIMEOUT", 60.0, minimum=0.1)
+GATEWAY_TOOL_OUTPUT_LIMIT = envint("GATEWAY_TOOL_OUTPUT_LIMIT", 64_000, minimum=1000)
+GATEWAY_UPSTREAM_TIMEOUT = envfloat("GATEWAY_UPSTREAM_TIMEOUT", 120.0, minimum=0.1)
+GATEWAY_UPSTREAM_RETRIES = envint("GATEWAY_UPSTREAM_RETRIES", 2, minimum=0)
+GATEWAY_MAX_FRAME_BYTES = envint("GATEWAY_MAX_FRAME_BYTES", 1024 * 1024, minimum=1024)
+GATEWAY_TURN_LEASE_SECONDS = envfloat("GATEWAY_TURN_LEASE_SECONDS", 30.0, minimum=1.0)
+GATEWAY_REPLAY_EVENTS = envint("GATEWAY_REPLAY_EVENTS", 5000, minimum=100)
+GATEWAY_COMPACTION_THRESHOLD = envfloat("GATEWAY_COMPACTION_THRESHOLD", 0.75, minimum=0.05)
+GATEWAY_COMPACTION_KEEP_EXCHANGES = envint("GATEWAY_COMPACTION_KEEP_EXCHANGES", 4, minimum=1)
+
+DATA_UPLOAD_MAX_MEMORY_SIZE = envint("GATEWAY_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
+    "loggers": {"django.request": {"level": "ERROR"}},
+}

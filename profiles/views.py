@@ -1,0 +1,126 @@
+"""REST views of model profiles and the default profile."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from gateway_project.api import IsAdminOrReadOnly, validated
+from gateway_project.errors import GatewayError
+from profiles.models import PROVIDERS, ModelProfile
+
+
+class ProfileBodySerializer(serializers.Serializer):
+    provider = serializers.ChoiceField(choices=PROVIDERS)
+    model = serializers.CharField(max_length=200)
+    base_url = serializers.URLField(max_length=500, required=False, allow_blank=True,
+                                    allow_null=True)
+    api_key = serializers.CharField(max_length=500, required=False, allow_blank=True,
+                                    allow_null=True, trim_whitespace=True)
+    context_window = serializers.IntegerField(min_value=256, max_value=100_000_000,
+                                              required=False, allow_null=True)
+    max_output_tokens = serializers.IntegerField(min_value=1, max_value=10_000_000,
+                                                 required=False, allow_null=True)
+
+
+class ProfileCreateSerializer(serializers.Serializer):
+    name = serializers.SlugField(max_length=64)
+    profile = ProfileBodySerializer()
+
+
+class ProfileNameSerializer(serializers.Serializer):
+    """``{"name"}``, or Clotho's ``{"profile_name"}``."""
+
+    name = serializers.CharField(max_length=64, required=False)
+    profile_name = serializers.CharField(max_length=64, required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        name = attrs.get("name") or attrs.get("profile_name")
+        if not name:
+            raise serializers.ValidationError({"name": "This field is required."})
+        return {"name": name}
+
+
+def profile_by_name(name: str, *, in_body: bool = False) -> ModelProfile:
+    """The profile called ``name``: 404 when the URL names a missing one, 400 (with the
+    field) when a request body does."""
+    profile = ModelProfile.objects.filter(name=name).first()
+    if profile is None:
+        message = f"No profile named {name!r}; GET /api/profiles lists them."
+        if in_body:
+            raise GatewayError("unknown_profile", message, 400, {"name": message})
+        raise GatewayError("not_found", message, 404)
+    return profile
+
+
+def profiles_listing() -> dict[str, Any]:
+    profiles = list(ModelProfile.objects.all())
+    default = next((p.name for p in profiles if p.is_default), None)
+    return {"default": default, "profiles": {p.name: p.to_dict() for p in profiles}}
+
+
+class ProfileListView(APIView):
+    permission_classes = [IsAdminOrReadOnly]
+
+    def get(self, request: Request) -> Response:
+        return Response(profiles_listing())
+
+    @extend_schema(request=ProfileCreateSerializer)
+    def post(self, request: Request) -> Response:
+        body = validated(ProfileCreateSerializer, request)
+        fields = body["profile"]
+        profile = ModelProfile(name=body["name"], provider=fields["provider"],
+                               model=fields["model"], base_url=fields.get("base_url") or "",
+                               context_window=fields.get("context_window"),
+                               max_output_tokens=fields.get("max_output_tokens"))
+        profile.set_api_key(fields.get("api_key"))
+        try:
+            with transaction.atomic():
+                profile.save()
+                # The first profile becomes the default, so a fresh gateway works at once.
+                if not ModelProfile.objects.filter(is_default=True).exists():
+                    profile.make_default()
+        except IntegrityError:
+            raise GatewayError("profile_exists", f"A profile named {profile.name!r} exists; "
+                               "delete it first or pick another name.", 409,
+                               {"name": "Already exists."}) from None
+        return Response({"name": profile.name, "profile": profile.to_dict()},
+                        status=status.HTTP_201_CREATED)
+
+
+class ProfileDetailView(APIView):
+    permission_classes = [IsAdminOrReadOnly]
+
+    def get(self, request: Request, name: str) -> Response:
+        profile = profile_by_name(name)
+        return Response({"name": profile.name, "profile": profile.to_dict()})
+
+    def delete(self, request: Request, name: str) -> Response:
+        profile = profile_by_name(name)
+        if profile.is_default:
+            raise GatewayError("profile_in_use", f"{name!r} is the default profile; make "
+                               "another profile the default before deleting it.", 400)
+        profile.delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class DefaultProfileView(APIView):
+    permission_classes = [IsAdminOrReadOnly]
+
+    def get(self, request: Request) -> Response:
+        default = ModelProfile.get_default()
+        return Response({"default": default.name if default else None})
+
+    @extend_schema(request=ProfileNameSerializer)
+    def put(self, request: Request) -> Response:
+        profile = profile_by_name(validated(ProfileNameSerializer, request)["name"], in_body=True)
+        profile.make_default()
+        return Response({"default": profile.name})
+
+    post = put  # Clotho's POST /api/profiles/default/set

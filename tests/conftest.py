@@ -1,0 +1,93 @@
+"""Shared fixtures: named actors (alice and bob are members, admin is staff), their
+tokens and API clients, the fake upstream and a profile pointing at it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient
+
+from gateway_project.auth import create_token
+from tests.fake_upstream import FakeUpstream
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def need(condition: bool, reason: str) -> None:
+    """Skip when a service is missing on a laptop; fail in CI, where it must exist."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)
+
+
+class Actor:
+    def __init__(self, user: Any, token: str) -> None:
+        self.user = user
+        self.token = token
+        self.client = APIClient()
+        self.client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+
+
+def _actor(username: str, staff: bool = False) -> Actor:
+    user = get_user_model().objects.create(username=username, is_staff=staff,
+                                           is_superuser=staff)
+    _, token = create_token(user, "test")
+    return Actor(user, token)
+
+
+@pytest.fixture
+def alice(db: None) -> Actor:
+    return _actor("alice")
+
+
+@pytest.fixture
+def bob(db: None) -> Actor:
+    return _actor("bob")
+
+
+@pytest.fixture
+def admin(db: None) -> Actor:
+    return _actor("admin", staff=True)
+
+
+@pytest.fixture
+def anon() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture(autouse=True)
+def _workspaces(settings: Any, tmp_path: Path) -> Path:
+    """Each test gets its own workspace root."""
+    settings.GATEWAY_WORKSPACE = tmp_path / "workspaces"
+    return settings.GATEWAY_WORKSPACE
+
+
+@pytest.fixture(scope="session")
+def upstream_server() -> Iterator[FakeUpstream]:
+    with FakeUpstream() as fake:
+        yield fake
+
+
+@pytest.fixture
+def upstream(upstream_server: FakeUpstream) -> Iterator[FakeUpstream]:
+    upstream_server.clear()
+    yield upstream_server
+    upstream_server.clear()
+
+
+@pytest.fixture
+def profile(db: None, upstream: FakeUpstream) -> Any:
+    """The default profile, talking to the fake upstream."""
+    from profiles.models import ModelProfile
+
+    p = ModelProfile(name="fake", provider="openai", model="fake-model", base_url=upstream.url)
+    p.set_api_key("sk-test-1234")
+    p.save()
+    p.make_default()
+    return p
