@@ -7,9 +7,10 @@ per chat would throw away its connection pool.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import weakref
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any, Awaitable, Callable
 
 import openai
@@ -78,19 +79,28 @@ class UpstreamError(Exception):
         self.partial = partial
 
 
-@lru_cache(maxsize=64)
-def _client(base_url: str, api_key: str, timeout: float, retries: int) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(
-        base_url=base_url,
-        # Local servers (Ollama) need no key, but the client insists on one.
-        api_key=api_key or "not-needed",
-        timeout=openai.Timeout(timeout, connect=min(timeout, 10.0)),
-        max_retries=retries,
-    )
+# One client per (endpoint, key, options) and event loop: a client's connection pool
+# belongs to the loop it was used on (one loop in a server; one per test in the tests).
+_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, openai.AsyncOpenAI]]" \
+    = weakref.WeakKeyDictionary()
 
 
 def client_for(config: ProviderConfig, *, timeout: float, retries: int) -> openai.AsyncOpenAI:
-    return _client(config.url, config.api_key, timeout, retries)
+    """The cached client for this profile's endpoint and key."""
+    per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
+    key = (config.url, config.api_key, timeout, retries)
+    client = per_loop.get(key)
+    if client is None:
+        if len(per_loop) >= 64:  # keys rotated many times: drop the oldest
+            per_loop.pop(next(iter(per_loop)))
+        client = per_loop[key] = openai.AsyncOpenAI(
+            base_url=config.url,
+            # Local servers (Ollama) need no key, but the client insists on one.
+            api_key=config.api_key or "not-needed",
+            timeout=openai.Timeout(timeout, connect=min(timeout, 10.0)),
+            max_retries=retries,
+        )
+    return client
 
 
 def _describe_error(exc: BaseException) -> str:
