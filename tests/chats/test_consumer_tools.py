@@ -68,14 +68,14 @@ async def test_interactive_mode_asks_and_nothing_runs_before_the_verdict(
     await send(comm, {"type": "tool_approval", "verdicts": {"c1": "allow"}})
     events = await receive_until(comm, ev.TURN_COMPLETE)
     result = of_type(events, ev.TOOL_RESULT)[0]["data"]
-    assert result == {"tool_use_id": "c1", "tool_name": "bash", "content": "done\n",
+    assert result == {"tool_use_id": "c1", "tool_name": "bash", "content": "done",
                       "is_error": False}
     assert text_of(events) == "All done."
     assert (workspace(settings, alice.user) / "proof.txt").read_text() == "made\n"
     # The model got the result back, after its own tool call.
     sent = upstream.requests[-1]["messages"]
     assert sent[-2]["tool_calls"][0]["id"] == "c1"
-    assert sent[-1] == {"role": "tool", "tool_call_id": "c1", "content": "done\n"}
+    assert sent[-1] == {"role": "tool", "tool_call_id": "c1", "content": "done"}
     await wait_idle(chat.id)
     assert [(m.role, m.status) for m in await rows(chat)] == [
         ("user", "done"), ("assistant", "done"), ("tool", "done"), ("assistant", "done")]
@@ -124,7 +124,7 @@ async def test_allow_for_this_chat_stops_asking_for_that_tool(alice, profile, up
     await send(comm, {"type": "user_message", "content": "again"})
     events = await receive_until(comm, ev.TURN_COMPLETE)
     assert of_type(events, ev.TOOL_REQUEST) == []
-    assert of_type(events, ev.TOOL_RESULT)[0]["data"]["content"] == "two\n"
+    assert of_type(events, ev.TOOL_RESULT)[0]["data"]["content"] == "two"
     refreshed = await database_sync_to_async(Chat.objects.get)(pk=chat.pk)
     assert refreshed.allowed_tools == ["bash"]
     # Another chat of the same user still asks.
@@ -161,7 +161,7 @@ async def test_autonomous_mode_runs_without_asking(alice, profile, upstream):
     chat, comm = await start(alice)
     events = await receive_until(comm, ev.TURN_COMPLETE)
     assert of_type(events, ev.TOOL_REQUEST) == []
-    assert of_type(events, ev.TOOL_RESULT)[0]["data"]["content"] == "auto\n"
+    assert of_type(events, ev.TOOL_RESULT)[0]["data"]["content"] == "auto"
     await comm.disconnect()
 
 
@@ -200,12 +200,12 @@ async def test_an_override_beats_the_mode(alice, profile, upstream, mode, overri
         events = await receive_until(comm, ev.TOOL_REQUEST)
         await send(comm, {"type": "tool_approval", "data": {"approved": True}})  # Clotho form
         events += await receive_until(comm, ev.TURN_COMPLETE)
-        assert of_type(events, ev.TOOL_RESULT)[0]["data"]["content"] == "hi\n"
+        assert of_type(events, ev.TOOL_RESULT)[0]["data"]["content"] == "hi"
     else:
         events = await receive_until(comm, ev.TURN_COMPLETE)
         result = of_type(events, ev.TOOL_RESULT)[0]["data"]
         assert of_type(events, ev.TOOL_REQUEST) == []
-        assert (result["content"] == "hi\n") == (expected == "ran")
+        assert (result["content"] == "hi") == (expected == "ran")
         assert bool(of_type(events, ev.TOOL_DENIED)) == (expected == "denied")
     await comm.disconnect()
 
