@@ -15,7 +15,8 @@ from typing import Any, Awaitable, Callable, Protocol
 
 from agents import events as ev
 from agents.providers import ModelReply, ProviderConfig, ToolCall, UpstreamError, call_model
-from agents.tools import ToolEnv, ToolResult, run_tool
+from agents import toolbox
+from agents.tools import ToolEnv, ToolResult
 
 Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
 
@@ -145,7 +146,7 @@ class _Turn:
                 await self.answer(call, ToolResult(f"Denied: {decision.reason or 'denied'}",
                                                    is_error=True))
                 continue
-            result = await run_tool(call.name, parsed[call.id], self.spec.tool_env)
+            result = await toolbox.run(call.name, parsed[call.id], self.spec.tool_env)
             await self.answer(call, result)
         return denied == len(calls)
 

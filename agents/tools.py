@@ -71,13 +71,8 @@ BUILTIN_TOOLS: list[dict[str, Any]] = [
 BUILTIN_NAMES = [tool["name"] for tool in BUILTIN_TOOLS]
 
 
-def tool_names() -> list[str]:
-    """Every tool the model may call."""
-    return list(BUILTIN_NAMES)
-
-
-def tool_schemas() -> list[dict[str, Any]]:
-    """The tools in the chat-completions ``tools`` format."""
+def builtin_schemas() -> list[dict[str, Any]]:
+    """The built-in tools in the chat-completions ``tools`` format."""
     return [{"type": "function", "function": tool} for tool in BUILTIN_TOOLS]
 
 

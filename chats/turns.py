@@ -25,8 +25,9 @@ from agents import events as ev
 from agents.loop import Decision, TurnSpec, arguments_for_display, run_turn
 from agents.prompt import build_system_prompt
 from agents.providers import ToolCall
-from agents.tools import ToolEnv, tool_schemas
-from chats import store
+from agents import toolbox
+from agents.tools import ToolEnv
+from chats import compaction, store
 from chats.hub import LocalEventHub, control_group
 from permissions.resolver import level_for
 
@@ -262,7 +263,7 @@ class TurnManager:
             provider=setup.provider,
             messages=[{"role": "system", "content": build_system_prompt(
                 setup.workspace, setup.sandbox.enabled)}, *setup.history],
-            tools=tool_schemas(),
+            tools=toolbox.schemas(),
             tool_env=ToolEnv(setup.workspace, setup.sandbox, settings.GATEWAY_BASH_TIMEOUT,
                              settings.GATEWAY_TOOL_OUTPUT_LIMIT),
             stream=setup.stream, max_rounds=settings.GATEWAY_MAX_TOOL_ROUNDS,
@@ -271,7 +272,9 @@ class TurnManager:
         )
         gate = ApprovalGate(chat_id, emit, control, setup.allowed_tools)
         turn_store = DbTurnStore(store.MessageWriter(uuid.UUID(chat_id), setup.next_position))
-        task = asyncio.create_task(run_turn(spec, emit, gate, turn_store))
+        task = asyncio.create_task(run_turn(
+            spec, emit, gate, turn_store,
+            prepare=compaction.auto_compactor(chat_id, setup, emit)))
         control.on_cancel = task.cancel
         try:
             await asyncio.wait({task})

@@ -16,8 +16,8 @@ from permissions.models import LEVELS, MODES, WORKSPACE_MODES, PermissionPolicy,
 
 def available_tools() -> list[str]:
     """Every tool name the model may call (built-ins first, then MCP tools)."""
-    from agents.tools import tool_names  # agents imports nothing of this app
-    return tool_names()
+    from agents import toolbox  # agents imports nothing of this app
+    return toolbox.names()
 
 
 class PermissionsSerializer(serializers.Serializer):
