@@ -33,7 +33,7 @@ as uid/gid 1000 *inside* the user namespace (no capabilities, no_new_privs).
 Resource limits are applied with util-linux ``prlimit`` wrapped around ``bwrap`` (so no
 ``preexec_fn`` runs Python code between fork and exec in a threaded server); they are
 inherited by everything in the sandbox: RLIMIT_AS (memory), RLIMIT_CPU (per process),
-RLIMIT_FSIZE, RLIMIT_CORE=0 and RLIMIT_NPROC.
+RLIMIT_FSIZE, RLIMIT_CORE=0, RLIMIT_NICE=0 and RLIMIT_NPROC.
 
 RLIMIT_NPROC is ignored by the kernel for processes whose real uid is host root (even
 inside ``--unshare-user`` with ``--uid 1000``: the kernel uid is still 0).  So when the
@@ -43,9 +43,23 @@ writable pids cgroup exists a best-effort *watchdog* counts the processes of the
 sandbox's PID namespace every 25 ms and kills the sandbox when the cap is exceeded.
 ``sandbox_status()["process_limit"]`` says which mechanism is in force.
 
+The sandboxed command itself runs with the SCHED_IDLE scheduling policy (``chrt``,
+sticky thanks to RLIMIT_NICE=0), so CPU hogs and fork bombs cannot starve the gateway.
+
 If bwrap is missing or cannot create namespaces, sandboxed calls return
 ``error="sandbox unavailable: ..."`` and run nothing - there is never a fallback to
 running unsandboxed.
+
+Caveats (for the code around this module)
+~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+* When the gateway runs as root, files the sandbox writes in the workspace are owned by
+  host root, and it can chmod them setuid/setgid.  Keep the workspaces directory
+  unreachable for other host users (mode 0700) or on a ``nosuid`` mount.
+* The sandbox can create symlinks in the workspace pointing anywhere; host-side file
+  tools must resolve paths and refuse to follow links out of the workspace.
+* ``network_enabled`` shares the host's network namespace: 127.0.0.1 services and
+  abstract unix sockets of the host become reachable.
+* Plain mode is not isolation: killpg cannot catch a child that calls setsid().
 """
 
 from __future__ import annotations
@@ -124,7 +138,6 @@ _ETC_NETWORK = (
     "gai.conf",
     "ssl/certs",
     "ssl/openssl.cnf",
-    "ca-certificates",
 )
 
 _PASSWD = (

@@ -1,0 +1,445 @@
+"""Tests for agents/sandbox.py - real bubblewrap, every promise proved by an escape attempt.
+
+Run: python -m pytest -p no:django -p no:cacheprovider -q tests/agents/test_sandbox.py
+If bwrap is missing/unusable the sandbox tests are skipped, unless CI=true (then they fail).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import time
+from pathlib import Path
+
+import pytest
+
+from agents import sandbox as sb
+from agents.sandbox import CommandResult, SandboxPolicy, format_result, run_command
+
+pytestmark = pytest.mark.asyncio
+
+SECRETS = {
+    "SECRET_KEY": "django-insecure-s3cr3t-value",
+    "OPENAI_API_KEY": "sk-test-openai-key-123",
+    "DATABASE_URL": "postgres://u:pw@db/gateway",
+    "GATEWAY_ADMIN_TOKEN": "gw-admin-token-xyz",
+}
+ON = SandboxPolicy(enabled=True)
+PLAIN = SandboxPolicy(enabled=False)
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def status() -> dict:
+    st = sb.sandbox_status(refresh=True)
+    if not st["available"]:
+        msg = f"bubblewrap sandbox unusable here: {st['reason']}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return st
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> dict[str, Path]:
+    """data/workspaces/{alice,bob} + data/db.sqlite3; alice is the workspace under test."""
+    data = tmp_path / "data"
+    alice = data / "workspaces" / "alice"
+    bob = data / "workspaces" / "bob"
+    alice.mkdir(parents=True)
+    bob.mkdir(parents=True)
+    (bob / "secret.txt").write_text("BOB-PRIVATE\n")
+    (data / "db.sqlite3").write_text("SQLITE-DB-CONTENT\n")
+    (alice / "notes.txt").write_text("alpha\nbeta\ngamma\n")
+    return {"data": data, "ws": alice, "bob": bob, "db": data / "db.sqlite3"}
+
+
+@pytest.fixture
+def secrets_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    for key, value in SECRETS.items():
+        monkeypatch.setenv(key, value)
+    return SECRETS
+
+
+async def sandboxed(cmd: str, ws: Path, policy: SandboxPolicy = ON, *, timeout: float = 10,
+                    **kw) -> CommandResult:
+    res = await run_command(cmd, ws, policy, timeout=timeout, **kw)
+    assert res.error is None, res.error
+    return res
+
+
+# --------------------------------------------------------------------------- network
+
+
+async def test_network_isolated_and_enabled(status, tree):
+    hits = []
+
+    async def on_conn(reader, writer):
+        hits.append(1)
+        writer.write(b"hello-from-host\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(on_conn, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    probe = (
+        "python3 -c \"import socket; s=socket.create_connection(('127.0.0.1', %d), 2); "
+        "print(s.recv(100).decode().strip())\"" % port
+    )
+    try:
+        blocked = await sandboxed(probe, tree["ws"])
+        assert blocked.exit_code != 0
+        assert "hello-from-host" not in blocked.output
+        assert "refused" in blocked.output.lower() or "unreachable" in blocked.output.lower()
+        assert hits == []
+
+        allowed = await sandboxed(probe, tree["ws"], SandboxPolicy(enabled=True, network_enabled=True))
+        assert allowed.exit_code == 0, allowed.output
+        assert "hello-from-host" in allowed.output
+        assert hits == [1]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_dns_resolution_fails(status, tree):
+    res = await sandboxed(
+        "python3 -c \"import socket; print(socket.getaddrinfo('example.com', 80))\"", tree["ws"]
+    )
+    assert res.exit_code != 0
+    assert "gaierror" in res.output
+
+
+# --------------------------------------------------------------------------- filesystem
+
+
+async def test_cannot_write_system_paths(status, tree):
+    cmd = (
+        "for p in /usr/pwned /usr/bin/pwned /etc/pwned /etc/passwd /pwned /bin/pwned; do "
+        "  if echo x > $p; then echo WROTE:$p; fi; done; "
+        "mkdir /newdir && echo WROTE:/newdir; "
+        # /proc/sys must be read-only (sandbox processes are host uid 0): write back the
+        # current value so that even a failure of this test changes nothing.
+        "v=$(cat /proc/sys/vm/stat_interval); echo \"$v\" > /proc/sys/vm/stat_interval "
+        "  && echo WROTE:sysctl; true"
+    )
+    res = await sandboxed(cmd, tree["ws"])
+    assert "WROTE" not in res.output, res.output
+    assert res.output.count("Read-only file system") >= 7, res.output
+    for p in ("/usr/pwned", "/usr/bin/pwned", "/etc/pwned", "/pwned"):
+        assert not Path(p).exists()
+
+
+async def test_no_privileges_in_sandbox(status, tree):
+    cmd = (
+        "grep -E '^(CapEff|CapPrm|NoNewPrivs)' /proc/self/status; id -u; "
+        "unshare -U true && echo USERNS-OK; "          # --disable-userns
+        "mount -t tmpfs none /tmp 2>/dev/null && echo MOUNT-OK; "
+        "chrt -p $$; chrt -o -p 0 $$ && echo SCHED-ESCAPED; true"  # SCHED_IDLE is sticky
+    )
+    res = await sandboxed(cmd, tree["ws"])
+    assert "CapEff:\t0000000000000000" in res.output and "CapPrm:\t0000000000000000" in res.output
+    assert "NoNewPrivs:\t1" in res.output
+    assert "\n1000\n" in res.output
+    if status.get("chrt"):
+        assert "SCHED_IDLE" in res.output
+    for marker in ("USERNS-OK", "MOUNT-OK", "SCHED-ESCAPED"):
+        assert marker not in res.output, res.output
+
+
+async def test_other_workspaces_db_and_host_dirs_invisible(status, tree):
+    paths = [
+        tree["bob"] / "secret.txt",
+        tree["db"],
+        tree["data"],
+        tree["ws"],  # the host path of the own workspace is not mounted either
+        "/workspace/../bob/secret.txt",
+        "/root",
+        "/root/.pyenv",
+        "/home",
+        "/work",
+        "/etc/shadow",
+        "/etc/ssl/private",
+        "/sys/fs/cgroup",
+        "/var",
+        "/run",
+    ]
+    checks = "; ".join(f"test -e '{p}' && echo VISIBLE:{p}" for p in paths)
+    cmd = (
+        f"{checks}; cat ../bob/secret.txt; cat '{tree['db']}'; "
+        "echo ROOT: $(ls /workspace/..); "
+        "python3 -c 'import sys; print(\"PY:\", sys.executable, sys.prefix)'"
+    )
+    res = await sandboxed(cmd, tree["ws"])
+    assert "VISIBLE" not in res.output, res.output
+    assert "BOB-PRIVATE" not in res.output and "SQLITE-DB-CONTENT" not in res.output
+    lines = res.output.splitlines()
+    # ls /workspace/.. lists the sandbox root, not data/workspaces
+    assert "ROOT: bin dev etc lib lib64 proc sbin tmp usr workspace" in lines, res.output
+    # debian's python, not the host's /root/.pyenv one
+    assert "PY: /usr/bin/python3 /usr" in lines, res.output
+
+
+async def test_gateway_env_not_visible(status, tree, secrets_env):
+    res = await sandboxed("env", tree["ws"], env={"EXTRA_VAR": "extra-ok"})
+    for key, value in secrets_env.items():
+        assert key not in res.output and value not in res.output
+    names = {line.split("=", 1)[0] for line in res.output.splitlines() if "=" in line}
+    assert names <= {"PATH", "HOME", "LANG", "TERM", "PWD", "SHLVL", "_", "EXTRA_VAR"}, names
+    assert "HOME=/workspace" in res.output
+    assert "PATH=/usr/local/bin:/usr/bin:/bin" in res.output
+    assert "EXTRA_VAR=extra-ok" in res.output
+
+
+async def test_workspace_ro_and_rw(status, tree):
+    ro = await sandboxed(
+        "echo data > /workspace/ro.txt; echo more >> notes.txt; rm -f notes.txt; echo done",
+        tree["ws"], SandboxPolicy(enabled=True, workspace_mode="ro"),
+    )
+    assert "Read-only file system" in ro.output
+    assert not (tree["ws"] / "ro.txt").exists()
+    assert (tree["ws"] / "notes.txt").read_text() == "alpha\nbeta\ngamma\n"
+
+    rw = await sandboxed("mkdir -p sub && echo written-inside > sub/rw.txt && echo hi >> notes.txt",
+                         tree["ws"])
+    assert rw.exit_code == 0, rw.output
+    assert (tree["ws"] / "sub" / "rw.txt").read_text() == "written-inside\n"
+    assert (tree["ws"] / "notes.txt").read_text().endswith("hi\n")
+
+
+async def test_common_tools_work(status, tree):
+    cmd = (
+        "python3 -c 'print(1+1)'; ls; grep beta notes.txt; sed -n 3p notes.txt; "
+        "awk 'NR==1{print toupper($0)}' notes.txt; cat notes.txt | wc -l; "
+        "echo $HOME; pwd; whoami; date +%Y >/dev/null && echo date-ok; "
+        "printf 'tmp-ok' > /tmp/t && cat /tmp/t"
+    )
+    res = await sandboxed(cmd, tree["ws"])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines[:6] == ["2", "notes.txt", "beta", "gamma", "ALPHA", "3"], res.output
+    assert lines[6:9] == ["/workspace", "/workspace", "sandbox"]
+    assert "date-ok" in res.output and res.output.endswith("tmp-ok")
+
+
+# --------------------------------------------------------------------------- resource limits
+
+BOUNDED_FORK_BOMB = """python3 -c '
+import os, time
+n = 0
+for i in range({n}):
+    try:
+        pid = os.fork()
+    except OSError as e:
+        print("FORK-FAILED after", n, e.errno, flush=True)
+        break
+    if pid == 0:
+        time.sleep(4)
+        os._exit(0)
+    n += 1
+else:
+    print("ALL-FORKED", n, flush=True)
+'"""
+
+
+async def test_fork_bomb_is_capped(status, tree):
+    policy = SandboxPolicy(enabled=True, max_processes=40)
+    t0 = time.monotonic()
+    res = await sandboxed(BOUNDED_FORK_BOMB.format(n=300), tree["ws"], policy, timeout=8)
+    assert time.monotonic() - t0 < 6
+    assert "ALL-FORKED" not in res.output, (status["process_limit"], res.output)
+    if status["process_limit"] == "watchdog":
+        assert res.killed and "process limit" in res.killed
+    else:
+        assert "FORK-FAILED" in res.output
+        forked = int(res.output.split("FORK-FAILED after")[1].split()[0])
+        assert forked < 40
+    # the host is fine and nothing is left behind
+    leftovers = await run_command("echo alive", tree["ws"], PLAIN, timeout=5)
+    assert leftovers.output.strip() == "alive"
+    cg = status.get("process_limit", "")
+    if cg.startswith("cgroup"):
+        parent = sb._full_status()["_cgroup"].path
+        assert not [p for p in parent.iterdir() if p.name.startswith(f"run-{os.getpid()}-")]
+
+
+async def test_fork_bomb_watchdog_fallback(status, tree, monkeypatch):
+    """Root without a usable pids cgroup: the watchdog kills the sandbox."""
+    if os.geteuid() != 0:
+        pytest.skip("watchdog is only used when running as root")
+    full = sb._full_status()
+    monkeypatch.setattr(sb, "_status_cache", {**full, "process_limit": "watchdog", "_cgroup": None})
+    t0 = time.monotonic()
+    res = await sandboxed(BOUNDED_FORK_BOMB.format(n=400), tree["ws"],
+                          SandboxPolicy(enabled=True, max_processes=40), timeout=8)
+    assert time.monotonic() - t0 < 6
+    assert res.killed == "process limit (40) exceeded", res
+    assert res.exit_code is None and not res.timed_out
+    assert "process limit" in format_result(res)
+    # ... and does not fire below the cap
+    ok = await sandboxed("for i in $(seq 20); do sleep 0.3 & done; wait; echo fine", tree["ws"],
+                         SandboxPolicy(enabled=True, max_processes=40), timeout=8)
+    assert ok.killed is None and ok.exit_code == 0 and ok.output == "fine\n"
+
+
+async def test_memory_limit(status, tree):
+    policy = SandboxPolicy(enabled=True, memory_limit_mb=256)
+    big = await sandboxed("python3 -c 'x = bytearray(600*1024*1024); print(\"ALLOCATED\")'",
+                          tree["ws"], policy)
+    assert big.exit_code != 0
+    assert "MemoryError" in big.output and "ALLOCATED" not in big.output
+    small = await sandboxed("python3 -c 'x = bytearray(64*1024*1024); print(\"ALLOCATED\")'",
+                            tree["ws"], policy)
+    assert small.exit_code == 0 and "ALLOCATED" in small.output
+
+
+async def test_cpu_limit(status, tree):
+    t0 = time.monotonic()
+    res = await sandboxed("python3 -c 'while True: pass'", tree["ws"],
+                          SandboxPolicy(enabled=True, cpu_seconds=1), timeout=10)
+    assert not res.timed_out
+    assert res.exit_code not in (0, None)
+    assert time.monotonic() - t0 < 5
+
+
+# --------------------------------------------------------------------------- timeouts / children
+
+
+async def test_timeout_and_exit_kill_children_both_modes(status, tree):
+    """A backgrounded `sleep` that writes a file later must never write it."""
+    ws = tree["ws"]
+    late = "(sleep 1; echo late > {name}) & "
+    cases = {
+        "sb_timeout": (ON, late.format(name="sb_timeout") + "sleep 30", 0.5),
+        "sb_exit": (ON, late.format(name="sb_exit") + "echo started", 5),
+        "plain_timeout": (PLAIN, late.format(name="plain_timeout") + "sleep 30", 0.5),
+        "plain_exit": (PLAIN, late.format(name="plain_exit") + "echo started", 5),
+        # a process that detaches into its own process group (still inside the sandbox)
+        "sb_setsid": (ON, "setsid sh -c 'sleep 1; echo late > sb_setsid' & sleep 30", 0.5),
+    }
+    t0 = time.monotonic()
+    results = await asyncio.gather(
+        *(run_command(cmd, ws, pol, timeout=to) for pol, cmd, to in cases.values())
+    )
+    assert time.monotonic() - t0 < 4
+    res = dict(zip(cases, results))
+    for name in ("sb_timeout", "plain_timeout", "sb_setsid"):
+        assert res[name].timed_out and res[name].exit_code is None, (name, res[name])
+        assert format_result(res[name]).endswith("[timed out after 0.5 s; process tree killed]")
+    for name in ("sb_exit", "plain_exit"):
+        assert res[name].exit_code == 0 and res[name].output.strip() == "started"
+        assert res[name].duration < 2  # did not wait for the background child
+    await asyncio.sleep(1.6)
+    written = [n for n in cases if (ws / n).exists()]
+    assert written == []
+
+
+async def test_cancellation_kills_tree(status, tree):
+    ws = tree["ws"]
+    tasks = [
+        asyncio.ensure_future(run_command("(sleep 1; echo late > c_sb) & sleep 30", ws, ON, timeout=20)),
+        asyncio.ensure_future(run_command("(sleep 1; echo late > c_pl) & sleep 30", ws, PLAIN, timeout=20)),
+    ]
+    await asyncio.sleep(0.4)
+    for t in tasks:
+        t.cancel()
+    for t in tasks:
+        with pytest.raises(asyncio.CancelledError):
+            await t
+    await asyncio.sleep(1.3)
+    assert not (ws / "c_sb").exists() and not (ws / "c_pl").exists()
+
+
+# --------------------------------------------------------------------------- output
+
+
+@pytest.mark.parametrize("policy", [ON, PLAIN], ids=["sandbox", "plain"])
+async def test_output_cap_and_exit_code(status, tree, policy):
+    res = await run_command("head -c 200000 /dev/zero | tr '\\0' a; echo tail-marker >&2; exit 3",
+                            tree["ws"], policy, timeout=10, output_limit=1000)
+    assert res.truncated and res.output == "a" * 1000
+    assert res.exit_code == 3 and res.output_bytes > 200000
+    text = format_result(res)
+    assert "[output truncated: showing the first 1000 of 200012 bytes]" in text
+    assert text.endswith("[exit code 3]")
+
+    # stderr is interleaved; a multibyte char cut at the limit is dropped, not mangled
+    res = await run_command("echo out; echo err >&2; printf 'é%.0s' $(seq 100)", tree["ws"],
+                            policy, timeout=10, output_limit=11)
+    assert res.output == "out\nerr\né" and res.truncated
+
+
+async def test_plain_mode_env_cwd(tree, secrets_env):
+    res = await run_command("pwd; echo HOME=$HOME; env", tree["ws"], PLAIN, timeout=10,
+                            env={"EXTRA_VAR": "1"})
+    lines = res.output.splitlines()
+    assert lines[0] == str(tree["ws"].resolve())
+    assert lines[1] == f"HOME={tree['ws'].resolve()}"
+    for key, value in secrets_env.items():
+        assert key not in res.output and value not in res.output
+    names = {line.split("=", 1)[0] for line in lines[2:] if "=" in line}
+    assert names <= {"PATH", "HOME", "LANG", "TERM", "PWD", "SHLVL", "_", "EXTRA_VAR"}, names
+    assert res.exit_code == 0
+
+
+# --------------------------------------------------------------------------- unavailable
+
+
+async def test_missing_bwrap_runs_nothing(tree, monkeypatch):
+    monkeypatch.setattr(sb, "_find_bwrap", lambda: None)
+    try:
+        st = sb.sandbox_status(refresh=True)
+        assert st["available"] is False and st["bwrap"] is None and "bwrap" in st["reason"]
+        res = await run_command("touch proof.txt", tree["ws"], ON, timeout=5)
+        assert res.error and res.error.startswith("sandbox unavailable: ")
+        assert res.exit_code is None and res.output == ""
+        assert format_result(res).startswith("[error: sandbox unavailable:")
+        assert not (tree["ws"] / "proof.txt").exists()
+        # the plain mode is unaffected and would have created the file
+        await run_command("touch proof.txt", tree["ws"], PLAIN, timeout=5)
+        assert (tree["ws"] / "proof.txt").exists()
+    finally:
+        monkeypatch.undo()
+        sb.sandbox_status(refresh=True)
+
+
+async def test_bad_inputs(tree):
+    assert (await run_command("true", tree["ws"] / "nope", PLAIN, timeout=5)).error
+    assert (await run_command("true", tree["ws"], PLAIN, timeout=0)).error
+    bad = SandboxPolicy(enabled=True, workspace_mode="rwx")
+    res = await run_command("touch x", tree["ws"], bad, timeout=5)
+    assert res.error and "workspace_mode" in res.error and not (tree["ws"] / "x").exists()
+
+
+async def test_format_result_variants():
+    assert format_result(CommandResult(output="", exit_code=0)) == "(no output)"
+    assert format_result(CommandResult(output="ok\n", exit_code=0)) == "ok"
+    assert format_result(CommandResult(output="x", exit_code=2)) == "x\n[exit code 2]"
+    assert format_result(CommandResult(output="", exit_code=-9)) == "[killed by SIGKILL]"
+    assert (format_result(CommandResult(output="p", exit_code=None, timed_out=True, timeout=30))
+            == "p\n[timed out after 30 s; process tree killed]")
+    assert format_result(CommandResult(output="", exit_code=None, error="boom")) == "[error: boom]"
+
+
+# --------------------------------------------------------------------------- timing (info only)
+
+
+async def test_overhead_timing(status, tree, capsys):
+    async def median_ms(policy: SandboxPolicy) -> float:
+        samples = []
+        for _ in range(20):
+            t0 = time.perf_counter()
+            res = await run_command("echo hi", tree["ws"], policy, timeout=10)
+            samples.append((time.perf_counter() - t0) * 1000)
+            assert res.output == "hi\n"
+        return statistics.median(samples)
+
+    plain = await median_ms(PLAIN)
+    boxed = await median_ms(ON)
+    with capsys.disabled():
+        print(f"\n[sandbox timing] echo hi, median of 20: plain {plain:.1f} ms, "
+              f"sandboxed {boxed:.1f} ms, overhead {boxed - plain:.1f} ms "
+              f"(process limit: {status['process_limit']})")
