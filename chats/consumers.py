@@ -62,6 +62,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         self.chat_id = str(chat.id)
         self.manager = get_manager()
+        self.manager.ensure_sweeper()
         await self.channel_layer.group_add(group_name(self.chat_id), self.channel_name)
         await self.accept()
         await self.send_snapshot(_since(query.get("since")))
@@ -69,7 +70,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def send_snapshot(self, since: int | None) -> None:
         await self.manager.ensure_loaded(self.chat_id)
         state = await database_sync_to_async(store.snapshot)(uuid.UUID(self.chat_id))
-        replay = self.manager.hub.replay(self.chat_id, since)
+        replay = await self.manager.hub.replay(self.chat_id, since)
         state["partial_text"] = replay.partial_text if state["running"] else ""
         if since is not None:
             state["replay_complete"] = replay.complete

@@ -5,14 +5,16 @@ is serialised once, kept in a bounded replay window (for ``?since=``), and sent 
 chat's group, so every socket of the chat sees it. This is the streaming hot path: no
 database access and no thread hop here.
 
-This implementation keeps seq and the window in process memory, which is right for one
-process (the embedded default); ``chats.hub_redis`` keeps them in Redis for several.
+``LocalEventHub`` keeps seq and the window in process memory, which is right for one
+process (the embedded default); ``RedisEventHub`` keeps them in Redis for several.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
+import weakref
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,8 +39,29 @@ def now_iso() -> str:
 
 
 def encode(event_type: str, data: dict[str, Any], seq: int) -> str:
-    return json.dumps({"type": event_type, "data": data, "seq": seq, "timestamp": now_iso()},
-                      ensure_ascii=False, separators=(",", ":"))
+    return encode_head(event_type, data) + f"{seq}}}"
+
+
+def encode_head(event_type: str, data: dict[str, Any]) -> str:
+    """The envelope up to its seq, so the seq can be appended where it is assigned."""
+    body = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return (f'{{"type":{json.dumps(event_type)},"data":{body},'
+            f'"timestamp":"{now_iso()}","seq":')
+
+
+def _partial_text(newest_first: Any) -> str:
+    """Text of the trailing run of deltas: what the model call in progress streamed."""
+    parts: list[str] = []
+    for event_type, text in newest_first:
+        if event_type != ev.TEXT_DELTA:
+            break
+        parts.append(json.loads(text)["data"]["text"])
+    return "".join(reversed(parts))
+
+
+async def fan_out(chat_id: str, seq: int, text: str) -> None:
+    await get_channel_layer().group_send(group_name(chat_id),
+                                         {"type": "chat.event", "seq": seq, "text": text})
 
 
 @dataclass
@@ -67,7 +90,7 @@ class LocalEventHub:
     def is_loaded(self, chat_id: str) -> bool:
         return chat_id in self._streams
 
-    def load(self, chat_id: str, last_seq: int) -> None:
+    async def load(self, chat_id: str, last_seq: int) -> None:
         """Start numbering after ``last_seq`` (the value saved in the database) unless the
         chat's stream is already live in this process."""
         if chat_id not in self._streams:
@@ -75,7 +98,7 @@ class LocalEventHub:
             while len(self._streams) > self.max_chats:
                 self._streams.popitem(last=False)
 
-    def last_seq(self, chat_id: str) -> int:
+    async def last_seq(self, chat_id: str) -> int:
         stream = self._streams.get(chat_id)
         return stream.last_seq if stream else 0
 
@@ -87,8 +110,7 @@ class LocalEventHub:
         seq = stream.last_seq
         text = encode(event_type, data, seq)
         self._keep(stream, seq, event_type, text)
-        await get_channel_layer().group_send(group_name(chat_id),
-                                             {"type": "chat.event", "seq": seq, "text": text})
+        await fan_out(chat_id, seq, text)
         return seq
 
     def _keep(self, stream: _Stream, seq: int, event_type: str, text: str) -> None:
@@ -104,20 +126,98 @@ class LocalEventHub:
         if len(events) > self.max_events:
             events.popleft()
 
-    def replay(self, chat_id: str, since: int | None) -> Replay:
+    async def replay(self, chat_id: str, since: int | None) -> Replay:
         stream = self._streams.get(chat_id)
         if stream is None:
             return Replay([], since is None, 0, "")
         events = stream.events
-        partial: list[str] = []
-        for _, event_type, text in reversed(events):
-            if event_type != ev.TEXT_DELTA:
-                break
-            partial.append(json.loads(text)["data"]["text"])
-        partial_text = "".join(reversed(partial))
+        partial_text = _partial_text((event_type, text) for _, event_type, text
+                                     in reversed(events))
         if since is None or since >= stream.last_seq:
             return Replay([], True, stream.last_seq, partial_text)
         oldest = events[0][0] if events else stream.last_seq + 1
         complete = since + 1 >= oldest
         return Replay([text for seq, _, text in events if seq > since], complete,
                       stream.last_seq, partial_text)
+
+
+# Assigns the next seq, completes the envelope and keeps it in the replay window, in one
+# round trip, so two processes can never hand out the same seq.
+_PUBLISH = """
+local seq = redis.call('INCR', KEYS[1])
+local text = ARGV[1] .. seq .. '}'
+redis.call('ZADD', KEYS[2], seq, ARGV[2] .. '|' .. text)
+redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[3]) + 1))
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return {seq, text}
+"""
+
+
+class RedisEventHub:
+    """seq and the replay window in Redis, shared by every server process.
+
+    Keys: ``gw:chat:<id>:seq`` (the counter, seeded from the database) and
+    ``gw:chat:<id>:events`` (a sorted set scored by seq, members ``<type>|<json>``).
+    Fan-out goes through the channel layer, which is channels-redis in this mode.
+    """
+
+    TTL = 7 * 24 * 3600  # an idle chat's stream is forgotten after a week
+
+    def __init__(self, url: str, max_events: int) -> None:
+        self.url = url
+        self.max_events = max_events
+        self._loaded: set[str] = set()
+        self._clients: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
+
+    def _redis(self) -> Any:
+        import redis.asyncio as aioredis
+
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = self._clients[loop] = aioredis.from_url(self.url)
+        return client
+
+    @staticmethod
+    def _keys(chat_id: str) -> tuple[str, str]:
+        return f"gw:chat:{chat_id}:seq", f"gw:chat:{chat_id}:events"
+
+    def is_loaded(self, chat_id: str) -> bool:
+        return chat_id in self._loaded
+
+    async def load(self, chat_id: str, last_seq: int) -> None:
+        seq_key, _ = self._keys(chat_id)
+        await self._redis().set(seq_key, last_seq, nx=True, ex=self.TTL)
+        self._loaded.add(chat_id)
+
+    async def last_seq(self, chat_id: str) -> int:
+        value = await self._redis().get(self._keys(chat_id)[0])
+        return int(value or 0)
+
+    async def publish(self, chat_id: str, event_type: str, data: dict[str, Any]) -> int:
+        seq, text = await self._redis().eval(
+            _PUBLISH, 2, *self._keys(chat_id), encode_head(event_type, data), event_type,
+            self.max_events, self.TTL)
+        text = text.decode() if isinstance(text, bytes) else text
+        await fan_out(chat_id, int(seq), text)
+        return int(seq)
+
+    async def replay(self, chat_id: str, since: int | None) -> Replay:
+        redis = self._redis()
+        seq_key, events_key = self._keys(chat_id)
+        last = int(await redis.get(seq_key) or 0)
+        tail = await redis.zrevrange(events_key, 0, 2000)
+        pairs = [m.decode().split("|", 1) for m in tail]
+        partial_text = _partial_text((kind, text) for kind, text in pairs)
+        if since is None or since >= last:
+            return Replay([], True, last, partial_text)
+        rows = await redis.zrangebyscore(events_key, since + 1, last, withscores=True)
+        oldest = int(rows[0][1]) if rows else last + 1
+        texts = [member.decode().split("|", 1)[1] for member, _ in rows]
+        return Replay(texts, since + 1 >= oldest, last, partial_text)
+
+
+def make_hub(redis_url: str, max_events: int) -> LocalEventHub | RedisEventHub:
+    """Redis when several processes share chats, process memory otherwise."""
+    return RedisEventHub(redis_url, max_events) if redis_url else LocalEventHub(max_events)

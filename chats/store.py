@@ -12,7 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max, Q
+from django.db.models import Max
 from django.utils import timezone
 
 from agents.providers import ProviderConfig
@@ -46,11 +46,18 @@ def has_queued(chat_id: uuid.UUID) -> bool:
 
 
 def try_acquire(chat_id: uuid.UUID, owner: str, lease: float) -> bool:
-    """Take the chat's turn lock if it is free or its lease ran out (a dead process)."""
-    now = timezone.now()
-    return bool(Chat.objects.filter(pk=chat_id).filter(
-        Q(turn_owner__isnull=True) | Q(turn_lease_until__lt=now)
-    ).update(turn_owner=owner, turn_lease_until=now + dt.timedelta(seconds=lease)))
+    """Take the chat's turn lock if it is free. A lock whose lease ran out (its process
+    died) is not taken here: ``settle_dead_turn`` repairs the chat and frees it first."""
+    until = timezone.now() + dt.timedelta(seconds=lease)
+    return bool(Chat.objects.filter(pk=chat_id, turn_owner__isnull=True)
+                .update(turn_owner=owner, turn_lease_until=until))
+
+
+def orphan_queues() -> list[uuid.UUID]:
+    """Chats with queued messages and no turn running (their process died before it
+    started one)."""
+    return list(Chat.objects.filter(turn_owner__isnull=True, messages__status="queued")
+                .values_list("pk", flat=True).distinct())
 
 
 def renew(chat_id: uuid.UUID, owner: str, lease: float) -> bool:

@@ -15,6 +15,7 @@ import os
 import socket
 import time
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -28,7 +29,7 @@ from agents.providers import ToolCall
 from agents import toolbox
 from agents.tools import ToolEnv
 from chats import compaction, store
-from chats.hub import LocalEventHub, control_group
+from chats.hub import control_group, make_hub
 from permissions.resolver import level_for
 
 logger = logging.getLogger(__name__)
@@ -71,15 +72,18 @@ class ApprovalGate:
     """``decide`` for the loop: resolve the policy per call, ask the user for ``ask``."""
 
     def __init__(self, chat_id: str, hub_emit: Any, control: ControlChannel,
-                 allowed_tools: set[str]) -> None:
+                 allowed_tools: set[str], spec: TurnSpec) -> None:
         self.chat_id = chat_id
         self.emit = hub_emit
         self.control = control
         self.allowed_tools = allowed_tools
+        self.spec = spec
 
     async def __call__(self, calls: list[ToolCall]) -> dict[str, Decision]:
+        # Policy and sandbox are read again for every round, so an admin's change applies
+        # to the next tool call of every running chat.
         mode, overrides, sandbox = await db(store.current_policy)()
-        self.sandbox = sandbox
+        self.spec.tool_env = replace(self.spec.tool_env, sandbox=sandbox)
         decisions: dict[str, Decision] = {}
         denied, asked = [], []
         for call in calls:
@@ -168,14 +172,40 @@ class TurnManager:
     """Starts, tracks and stops the turns this process runs."""
 
     def __init__(self) -> None:
-        self.hub = LocalEventHub(settings.GATEWAY_REPLAY_EVENTS)
+        self.hub = make_hub(settings.REDIS_URL, settings.GATEWAY_REPLAY_EVENTS)
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.process_id = f"{socket.gethostname()}:{os.getpid()}"
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def ensure_sweeper(self) -> None:
+        """Start (once per process) the task that takes over turns of dead processes."""
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.create_task(self._sweep())
+
+    async def _sweep(self) -> None:
+        interval = max(settings.GATEWAY_TURN_LEASE_SECONDS / 2, 0.5)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.recover(force=False)
+                for key in await db(store.orphan_queues)():
+                    await self.kick(str(key))
+            except Exception:  # noqa: BLE001 - the sweeper must outlive a bad round
+                logger.exception("turn sweeper round failed")
+
+    async def shutdown(self) -> None:
+        """Cancel this process's turns and background tasks (tests, orderly stop)."""
+        pending = [*self.tasks.values(), *([self._sweeper] if self._sweeper else [])]
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, 5)
 
     # -- events ----------------------------------------------------------------------
     async def ensure_loaded(self, chat_id: str) -> None:
         if not self.hub.is_loaded(chat_id):
-            self.hub.load(chat_id, await db(store.chat_last_seq)(uuid.UUID(chat_id)))
+            await self.hub.load(chat_id, await db(store.chat_last_seq)(uuid.UUID(chat_id)))
 
     async def publish(self, chat_id: str, event_type: str, data: dict[str, Any]) -> int:
         await self.ensure_loaded(chat_id)
@@ -191,6 +221,7 @@ class TurnManager:
 
     async def kick(self, chat_id: str) -> None:
         """Start draining the chat's queue here unless some process already does."""
+        self.ensure_sweeper()
         if chat_id in self.tasks:
             return
         owner = f"{self.process_id}:{uuid.uuid4().hex[:8]}"
@@ -228,7 +259,7 @@ class TurnManager:
         finally:
             heartbeat.cancel()
             await control.close()
-            await db(store.release)(key, owner, self.hub.last_seq(chat_id))
+            await db(store.release)(key, owner, await self.hub.last_seq(chat_id))
             self.tasks.pop(chat_id, None)
         # A message queued after the last look but before the release must still run.
         if await db(store.has_queued)(key):
@@ -270,7 +301,7 @@ class TurnManager:
             timeout=settings.GATEWAY_UPSTREAM_TIMEOUT,
             retries=settings.GATEWAY_UPSTREAM_RETRIES,
         )
-        gate = ApprovalGate(chat_id, emit, control, setup.allowed_tools)
+        gate = ApprovalGate(chat_id, emit, control, setup.allowed_tools, spec)
         turn_store = DbTurnStore(store.MessageWriter(uuid.UUID(chat_id), setup.next_position))
         task = asyncio.create_task(run_turn(
             spec, emit, gate, turn_store,

@@ -79,8 +79,9 @@ class ChatListView(APIView):
 
     @extend_schema(request=ChatCreateSerializer)
     def post(self, request: Request) -> Response:
-        body = validated(ChatCreateSerializer, request) if request.data else {}
-        profile = profile_by_name(body["profile"], in_body=True) if body.get("profile") else None
+        body = validated(ChatCreateSerializer, request)
+        profile = (profile_by_name(body["profile"], in_body=True, field="profile")
+                   if body.get("profile") else None)
         chat = Chat.objects.create(owner=request.user, title=body.get("title", ""),
                                    profile=profile)
         return Response(chat.to_dict(), status=status.HTTP_201_CREATED)

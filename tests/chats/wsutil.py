@@ -91,13 +91,6 @@ async def fresh_runtime() -> Any:
     layer = get_channel_layer()
     await layer.flush()
     yield
-    manager = turns._manager
-    if manager:
-        for task in list(manager.tasks.values()):
-            task.cancel()
-        for task in list(manager.tasks.values()):
-            try:
-                await asyncio.wait_for(task, 5)
-            except (asyncio.CancelledError, Exception):
-                pass
+    if turns._manager:
+        await turns._manager.shutdown()
     turns._manager = None
