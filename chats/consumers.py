@@ -8,6 +8,7 @@ seq order, each once.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 from urllib.parse import parse_qs
@@ -42,9 +43,20 @@ def _token_from(scope: dict[str, Any], query: dict[str, str]) -> str:
     return ""
 
 
+# How long an out-of-order event waits for the ones before it before the replay window
+# is asked for them.
+GAP_WAIT = 0.2
+
+
 class ChatConsumer(AsyncWebsocketConsumer):
     chat_id: str = ""
     last_sent: int = 0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pending: dict[int, str] = {}
+        self.gap_filler: asyncio.Task[None] | None = None
+        self.send_lock = asyncio.Lock()
 
     async def connect(self) -> None:
         query = _query(self.scope)
@@ -75,11 +87,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if since is not None:
             state["replay_complete"] = replay.complete
         await self.send(text_data=encode(ev.STATE, state, replay.last_seq))
-        for text in replay.events:
+        for _, text in replay.events:
             await self.send(text_data=text)
         self.last_sent = replay.last_seq
 
     async def disconnect(self, code: int) -> None:
+        if self.gap_filler:
+            self.gap_filler.cancel()
         if self.chat_id:
             await self.channel_layer.group_discard(group_name(self.chat_id), self.channel_name)
         # The turn goes on: it belongs to the chat, not to this socket.
@@ -108,11 +122,45 @@ class ChatConsumer(AsyncWebsocketConsumer):
                                          self.last_sent))
 
     async def chat_event(self, message: dict[str, Any]) -> None:
-        """A group event: forward it unless the snapshot already covered it."""
-        if message["seq"] <= self.last_sent:
+        """A group event: forward events in seq order, each once.
+
+        With several processes publishing for one chat (a message queued on B while A
+        streams), events can arrive slightly out of order: a later one waits in
+        ``pending`` until the gap is filled, by the group or, after a moment, from the
+        replay window.
+        """
+        seq = message["seq"]
+        if seq <= self.last_sent:
             return
-        self.last_sent = message["seq"]
-        await self.send(text_data=message["text"])
+        if seq != self.last_sent + 1:
+            self.pending[seq] = message["text"]
+            if self.gap_filler is None or self.gap_filler.done():
+                self.gap_filler = asyncio.create_task(self.fill_gap())
+            return
+        async with self.send_lock:
+            self.last_sent = seq
+            await self.send(text_data=message["text"])
+            await self.flush_pending()
+
+    async def flush_pending(self) -> None:
+        while self.last_sent + 1 in self.pending:
+            self.last_sent += 1
+            await self.send(text_data=self.pending.pop(self.last_sent))
+
+    async def fill_gap(self) -> None:
+        await asyncio.sleep(GAP_WAIT)
+        if not self.pending:
+            return
+        replay = await self.manager.hub.replay(self.chat_id, self.last_sent)
+        async with self.send_lock:
+            for seq, text in replay.events:
+                if seq > self.last_sent:
+                    self.pending.setdefault(seq, text)
+            if self.pending and min(self.pending) != self.last_sent + 1:
+                # The missing events are gone from the window too: skip ahead rather than
+                # stall the socket; the client sees the jump in seq.
+                self.last_sent = min(self.pending) - 1
+            await self.flush_pending()
 
 
 def _since(raw: str | None) -> int | None:

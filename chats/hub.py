@@ -73,7 +73,7 @@ class _Stream:
 
 @dataclass
 class Replay:
-    events: list[str]        # encoded events with seq > since, oldest first
+    events: list[tuple[int, str]]  # (seq, encoded event) with seq > since, oldest first
     complete: bool           # False when some events after `since` are no longer kept
     last_seq: int
     partial_text: str        # streamed text of the model call in progress
@@ -137,7 +137,7 @@ class LocalEventHub:
             return Replay([], True, stream.last_seq, partial_text)
         oldest = events[0][0] if events else stream.last_seq + 1
         complete = since + 1 >= oldest
-        return Replay([text for seq, _, text in events if seq > since], complete,
+        return Replay([(seq, text) for seq, _, text in events if seq > since], complete,
                       stream.last_seq, partial_text)
 
 
@@ -214,7 +214,7 @@ class RedisEventHub:
             return Replay([], True, last, partial_text)
         rows = await redis.zrangebyscore(events_key, since + 1, last, withscores=True)
         oldest = int(rows[0][1]) if rows else last + 1
-        texts = [member.decode().split("|", 1)[1] for member, _ in rows]
+        texts = [(int(score), member.decode().split("|", 1)[1]) for member, score in rows]
         return Replay(texts, since + 1 >= oldest, last, partial_text)
 
 

@@ -1,0 +1,81 @@
+"""Two real ``serve`` processes sharing PostgreSQL and Redis.
+
+Each test gets its own PostgreSQL database and its own Redis db number. The services are
+the ones on 127.0.0.1 (``GATEWAY_TEST_POSTGRES`` / ``GATEWAY_TEST_REDIS`` override); a
+laptop without them skips, CI fails.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.conftest import need
+from tests.e2e.server import ServeProcess
+from tests.fake_upstream import FakeUpstream
+
+POSTGRES = os.environ.get("GATEWAY_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres")
+REDIS = os.environ.get("GATEWAY_TEST_REDIS", "redis://127.0.0.1:6379")
+_used_redis_dbs: set[int] = set()
+
+
+def reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    need(reachable("127.0.0.1", 5432), "PostgreSQL is not running on 127.0.0.1:5432")
+    import psycopg
+
+    name = f"gw_scale_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(POSTGRES, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = POSTGRES.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    with psycopg.connect(POSTGRES, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    need(reachable("127.0.0.1", 6379), "Redis is not running on 127.0.0.1:6379")
+    import redis
+
+    number = next(n for n in range(1, 16) if n not in _used_redis_dbs)
+    _used_redis_dbs.add(number)
+    url = f"{REDIS}/{number}"
+    redis.Redis.from_url(url).flushdb()
+    yield url
+    redis.Redis.from_url(url).flushdb()
+    _used_redis_dbs.discard(number)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, pg_url: str, redis_url: str, upstream: FakeUpstream
+            ) -> Iterator[tuple[ServeProcess, ServeProcess]]:
+    """Two server processes on one database and one Redis, a profile on the fake upstream."""
+    env = {"DATABASE_URL": pg_url, "REDIS_URL": redis_url, "SECRET_KEY": "x" * 50,
+           "GATEWAY_TURN_LEASE_SECONDS": "2", "GATEWAY_UPSTREAM_RETRIES": "0",
+           "GATEWAY_WORKSPACE": str(tmp_path / "shared-workspaces")}
+    first = ServeProcess(tmp_path / "a", env).start()
+    second = ServeProcess(tmp_path / "b", env).start()
+    second.admin_token = first.admin_token  # the second start found the admin existing
+    try:
+        with first.client() as http:
+            assert http.post("/api/profiles", json={"name": "fake", "profile": {
+                "provider": "openai", "model": "fake-model",
+                "base_url": upstream.url}}).status_code == 201
+        yield first, second
+    finally:
+        first.stop()
+        second.stop()
