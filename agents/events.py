@@ -43,6 +43,8 @@ PAYLOAD_KEYS: dict[str, frozenset[str]] = {
 ERROR_CODES = frozenset({
     "invalid_event", "upstream_error", "no_profile", "approval_timeout", "turn_failed",
     "sandbox_unavailable", "interrupted", "replay_unavailable", "compaction_failed",
+    "invalid_tool_call",
+    "tool_failed",
 })
 
 

@@ -58,6 +58,7 @@ class TurnSpec:
     max_rounds: int = 25
     timeout: float = 120.0
     retries: int = 2
+    refresh_env: Callable[[ToolEnv], Awaitable[ToolEnv]] | None = None
 
 
 @dataclass
@@ -138,6 +139,10 @@ class _Turn:
         denied = 0
         for call in calls:
             if call.id in bad:
+                await self.emit(ev.ERROR, {"code": "invalid_tool_call", "message":
+                                           f"The model sent arguments for {call.name!r} "
+                                           "that are not a JSON object; it was told so and "
+                                           "may try again."})
                 await self.answer(call, ToolResult(bad[call.id], is_error=True))
                 continue
             decision = decisions.get(call.id, Decision(False, "no verdict"))
@@ -146,7 +151,12 @@ class _Turn:
                 await self.answer(call, ToolResult(f"Denied: {decision.reason or 'denied'}",
                                                    is_error=True))
                 continue
+            if self.spec.refresh_env:
+                # Policy-like settings (the sandbox) apply from the very next call on.
+                self.spec.tool_env = await self.spec.refresh_env(self.spec.tool_env)
             result = await toolbox.run(call.name, parsed[call.id], self.spec.tool_env)
+            if result.failure:
+                await self.emit(ev.ERROR, {"code": "tool_failed", "message": result.failure})
             await self.answer(call, result)
         return denied == len(calls)
 

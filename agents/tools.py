@@ -80,6 +80,9 @@ def builtin_schemas() -> list[dict[str, Any]]:
 class ToolResult:
     content: str
     is_error: bool = False
+    # Set when the tool could not run at all (an MCP server down or timing out): the loop
+    # also reports it to the user as ``agent.error`` ``tool_failed``.
+    failure: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from chats.models import Chat, Message, PendingApproval
+from chats.models import Chat, Compaction, Message, PendingApproval
 
 
 class MessageInline(admin.TabularInline):
@@ -16,6 +16,19 @@ class MessageInline(admin.TabularInline):
         return False
 
 
+class CompactionInline(admin.TabularInline):
+    model = Compaction
+    extra = 0
+    can_delete = False
+    fields = ("created_at", "trigger", "model", "turns_removed", "tokens_before",
+              "tokens_after", "first_position", "last_position", "summary")
+    readonly_fields = fields
+    ordering = ("id",)
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Chat)
 class ChatAdmin(admin.ModelAdmin):
     list_display = ("id", "title", "owner", "profile", "created_at", "turn_owner")
@@ -23,7 +36,26 @@ class ChatAdmin(admin.ModelAdmin):
     search_fields = ("title", "id", "owner__username")
     readonly_fields = ("id", "owner", "created_at", "updated_at", "turn_owner",
                        "turn_lease_until", "last_seq")
-    inlines = [MessageInline]
+    inlines = [CompactionInline, MessageInline]
+
+
+@admin.register(Compaction)
+class CompactionAdmin(admin.ModelAdmin):
+    """Compactions are a record of what happened: read-only."""
+
+    list_display = ("id", "chat", "trigger", "created_at", "turns_removed", "tokens_before",
+                    "tokens_after", "model")
+    list_filter = ("trigger",)
+    search_fields = ("chat__id", "chat__title", "summary")
+    readonly_fields = ("chat", "created_at", "trigger", "model", "summary", "message_ids",
+                       "first_position", "last_position", "tokens_before", "tokens_after",
+                       "turns_removed")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(PendingApproval)

@@ -22,7 +22,7 @@ from chats import frames, store
 from chats.access import get_chat_for
 from chats.hub import encode, group_name
 from chats.turns import get_manager
-from gateway_project.auth import user_for_token
+from gateway_project.auth import socket_user
 from gateway_project.errors import GatewayError
 
 CLOSE_UNAUTHORIZED = 4001
@@ -60,10 +60,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         query = _query(self.scope)
-        user = await database_sync_to_async(user_for_token)(_token_from(self.scope, query))
-        if user is None:
+        user, refusal = await database_sync_to_async(socket_user)(
+            self.scope, _token_from(self.scope, query))
+        if user is None:  # 4001 wrong or missing token, 4029 too many failures
             await self.accept()
-            await self.close(code=CLOSE_UNAUTHORIZED)
+            await self.close(code=refusal)
             return
         try:
             chat = await database_sync_to_async(get_chat_for)(

@@ -134,3 +134,45 @@ class PendingApproval(models.Model):
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.tool_call_id, "name": self.tool_name, "arguments": self.arguments}
+
+
+class Compaction(models.Model):
+    """One compaction of a chat's context: the summary that replaced older exchanges in
+    what the model is sent, and which messages it replaced (they stay, marked
+    ``compacted``). The latest one's summary is sent; earlier ones are kept for audit
+    (each later summary was written from the one before)."""
+
+    TRIGGERS = ("auto", "manual")
+
+    chat = models.ForeignKey(Chat, on_delete=models.CASCADE, related_name="compactions")
+    created_at = models.DateTimeField(auto_now_add=True)
+    trigger = models.CharField(max_length=6, choices=[(t, t) for t in TRIGGERS])
+    model = models.CharField(max_length=200, blank=True, default="")  # who summarised
+    summary = models.TextField()
+    message_ids = models.JSONField(default=list)  # ids of the messages it replaced
+    first_position = models.PositiveIntegerField(null=True, blank=True)
+    last_position = models.PositiveIntegerField(null=True, blank=True)
+    tokens_before = models.PositiveIntegerField()
+    tokens_after = models.PositiveIntegerField()
+    turns_removed = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["chat", "-id"])]
+
+    def __str__(self) -> str:
+        return f"{self.trigger} compaction of {self.chat_id} ({self.turns_removed} exchanges)"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "created_at": self.created_at.isoformat(),
+            "trigger": self.trigger,
+            "model": self.model,
+            "summary": self.summary,
+            "message_ids": list(self.message_ids),
+            "positions": [self.first_position, self.last_position],
+            "tokens_before": self.tokens_before,
+            "tokens_after": self.tokens_after,
+            "turns_removed": self.turns_removed,
+        }

@@ -6,10 +6,12 @@ import time
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 
-from agents import tokens
-from chats import store
+from agents.providers import ProviderConfig
+from chats import compaction, store
+from chats import system_prompt
 from chats.models import Chat, Message
 from chats.turns import get_manager
 from gateway_project.errors import GatewayError
@@ -23,6 +25,10 @@ def chat_detail(chat: Chat, user: AbstractBaseUser) -> dict[str, Any]:
     body["messages"] = [m.to_dict() for m in messages if m.status != "queued"]
     body["queued"] = [m.to_dict() for m in messages if m.status == "queued"]
     body["running"] = store.snapshot(chat.id)["running"]
+    body["compactions"] = [c.to_dict() for c in chat.compactions.order_by("id")]
+    # What the model is told (setup, tools, skills): for admins only.
+    if getattr(user, "is_staff", False):
+        body["system_prompt"] = system_prompt.preview(chat)
     return body
 
 
@@ -51,33 +57,62 @@ def _profile_of(chat: Chat) -> ModelProfile | None:
     return chat.profile or ModelProfile.get_default()
 
 
-def current_tokens(chat: Chat, model: str) -> int:
-    return tokens.count_messages(store.history_for_model(chat.id), model)
+def _for_counting(profile: ModelProfile | None) -> ProviderConfig | None:
+    """What counting needs of a profile: its model and window, not its (encrypted) key."""
+    if profile is None:
+        return None
+    return ProviderConfig(name=profile.name, provider=profile.provider, model=profile.model,
+                          context_window=profile.context_window)
 
 
 def context_report(chat: Chat) -> dict[str, Any]:
-    profile = _profile_of(chat)
-    model = profile.model if profile else ""
-    window = tokens.context_window_for(model, profile.context_window if profile else None)
-    used = current_tokens(chat, model)
-    from django.conf import settings
+    """How full the chat's context is for its model (see ``chats.compaction``)."""
+    provider = _for_counting(_profile_of(chat))
+    window = compaction.window_of(provider)
+    used = compaction.context_tokens(chat, provider)
     return {
         "current_tokens": used,
         "context_window": window,
         "compaction_threshold": settings.GATEWAY_COMPACTION_THRESHOLD,
-        "percent_used": round(100.0 * used / window, 2) if window else 0.0,
+        "percent_used": round(100.0 * used / window, 2),
     }
 
 
 def compact(chat: Chat) -> dict[str, Any]:
+    """Summarise all but the last exchanges now; the chat's sockets get the two
+    compaction events. Refused while a turn runs: the turn holds the conversation."""
     if is_running(chat):
         raise GatewayError("turn_running", "A turn is running in this chat; compact when "
                            "it has finished (or cancel it).", 409)
-    raise GatewayError("not_enough_history", "There is nothing to compact yet: compaction "
-                       "keeps the last exchanges verbatim and needs older ones to "
-                       "summarise.", 400)
+    profile = _profile_of(chat)
+    chat_id = str(chat.id)
+
+    async def publish(event_type: str, data: dict[str, Any]) -> None:
+        await get_manager().publish(chat_id, event_type, data)
+
+    try:
+        result = async_to_sync(compaction.compact_chat)(
+            chat.id, profile.to_config() if profile else None, publish, trigger="manual",
+            system_prompt=[compaction.system_prompt_for(chat)], require_idle=True)
+    except compaction.NothingToCompact as exc:
+        raise GatewayError("not_enough_history", str(exc), 400) from None
+    except compaction.CompactionFailed as exc:
+        status = {"turn_running": 409, "no_profile": 400}.get(exc.code, 502)
+        raise GatewayError(exc.code, str(exc), status) from None
+    return result.to_dict()
 
 
 def switch_profile(chat: Chat, profile: ModelProfile) -> None:
+    """Use ``profile`` for the chat's next turns; refused (400 ``context_too_large``)
+    when the chat's context does not fit the new model's window."""
+    provider = _for_counting(profile)
+    window = compaction.window_of(provider)
+    used = compaction.context_tokens(chat, provider)
+    if used >= window:
+        raise GatewayError(
+            "context_too_large",
+            f"This chat's context is {used} tokens and does not fit the {window}-token "
+            f"window of profile {profile.name!r} ({profile.model}): compact it first "
+            f"(POST /api/chats/{chat.id}/compact), then switch.", 400)
     chat.profile = profile
     chat.save(update_fields=["profile", "updated_at"])

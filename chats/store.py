@@ -15,9 +15,10 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from agents.compaction import summary_message
 from agents.providers import ProviderConfig
 from agents.sandbox import SandboxPolicy
-from chats.models import Chat, Message, PendingApproval
+from chats.models import Chat, Compaction, Message, PendingApproval
 from permissions.models import PermissionPolicy, SandboxConfig
 from profiles.models import ModelProfile
 
@@ -60,10 +61,11 @@ def orphan_queues() -> list[uuid.UUID]:
                 .values_list("pk", flat=True).distinct())
 
 
-def renew(chat_id: uuid.UUID, owner: str, lease: float) -> bool:
+def renew(chat_id: uuid.UUID, owner: str, lease: float, last_seq: int) -> bool:
+    """Extend the lease; also saves how far seq got, so a crash loses little of it."""
     until = timezone.now() + dt.timedelta(seconds=lease)
     return bool(Chat.objects.filter(pk=chat_id, turn_owner=owner)
-                .update(turn_lease_until=until))
+                .update(turn_lease_until=until, last_seq=last_seq))
 
 
 def release(chat_id: uuid.UUID, owner: str, last_seq: int) -> None:
@@ -106,9 +108,13 @@ def _next_position(chat_id: uuid.UUID) -> int:
 
 
 def history_for_model(chat_id: uuid.UUID) -> list[dict[str, Any]]:
+    """The conversation as the model is sent it after the system prompt: the summary of
+    the latest compaction (if any), then every message it did not replace."""
     rows = Message.objects.filter(chat_id=chat_id, compacted=False, position__isnull=False) \
         .exclude(role="system").order_by("position")
-    return [row.to_openai() for row in rows]
+    latest = Compaction.objects.filter(chat_id=chat_id).order_by("-id").first()
+    head = [summary_message(latest.summary)] if latest else []
+    return [*head, *(row.to_openai() for row in rows)]
 
 
 def sandbox_policy() -> SandboxPolicy:
@@ -139,10 +145,10 @@ def start_next(chat_id: uuid.UUID) -> TurnSetup | None:
     )
 
 
-def current_policy() -> tuple[str, dict[str, str], SandboxPolicy]:
-    """Policy and sandbox as they are now: changes apply to the next tool call."""
+def current_policy() -> tuple[str, dict[str, str]]:
+    """The permission policy as it is now: changes apply to the next tool round."""
     policy = PermissionPolicy.load()
-    return policy.mode, dict(policy.tool_overrides), sandbox_policy()
+    return policy.mode, dict(policy.tool_overrides)
 
 
 class MessageWriter:
@@ -204,6 +210,10 @@ def snapshot(chat_id: uuid.UUID) -> dict[str, Any]:
 
 # --- recovery -----------------------------------------------------------------------
 
+# Larger than the events a turn can stream between two heartbeats.
+SEQ_JUMP_AFTER_CRASH = 1_000_000
+
+
 def stale_chats(force: bool) -> list[uuid.UUID]:
     """Chats whose turn holder is gone: lease ran out, or (``force``, one process
     starting) any holder at all."""
@@ -238,6 +248,10 @@ def settle_dead_turn(chat_id: uuid.UUID, force: bool) -> bool:
                                    "finished.", status="interrupted")
     writer.add(role="assistant", content="[The turn was interrupted: the server running it "
                "stopped.]", status="interrupted")
+    # Events after the last saved seq died with the process, and clients may have seen
+    # them: jump past anything they could hold, so new events are never taken for old
+    # ones (a client asking ?since= for the lost range is told replay_complete=false).
+    Chat.objects.filter(pk=chat_id).update(last_seq=chat.last_seq + SEQ_JUMP_AFTER_CRASH)
     PendingApproval.objects.filter(chat_id=chat_id, verdict__isnull=True).update(
         verdict="expired", resolved_at=timezone.now())
     Chat.objects.filter(pk=chat_id).update(turn_owner=None, turn_lease_until=None)

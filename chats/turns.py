@@ -24,15 +24,17 @@ from django.conf import settings
 
 from agents import events as ev
 from agents.loop import Decision, TurnSpec, arguments_for_display, run_turn
-from agents.prompt import build_system_prompt
 from agents.providers import ToolCall
 from agents import toolbox
 from agents.tools import ToolEnv
 from chats import compaction, store
+from chats.system_prompt import system_prompt_for
 from chats.hub import control_group, make_hub
 from permissions.resolver import level_for
+from mcp_servers import runtime as mcp_runtime
 
 logger = logging.getLogger(__name__)
+turn_log = logging.getLogger("gateway.turn")
 db = database_sync_to_async
 
 
@@ -72,18 +74,16 @@ class ApprovalGate:
     """``decide`` for the loop: resolve the policy per call, ask the user for ``ask``."""
 
     def __init__(self, chat_id: str, hub_emit: Any, control: ControlChannel,
-                 allowed_tools: set[str], spec: TurnSpec) -> None:
+                 allowed_tools: set[str]) -> None:
         self.chat_id = chat_id
         self.emit = hub_emit
         self.control = control
         self.allowed_tools = allowed_tools
-        self.spec = spec
 
     async def __call__(self, calls: list[ToolCall]) -> dict[str, Decision]:
-        # Policy and sandbox are read again for every round, so an admin's change applies
-        # to the next tool call of every running chat.
-        mode, overrides, sandbox = await db(store.current_policy)()
-        self.spec.tool_env = replace(self.spec.tool_env, sandbox=sandbox)
+        # The policy is read again for every round, so an admin's change applies to the
+        # next tool call of every running chat.
+        mode, overrides = await db(store.current_policy)()
         decisions: dict[str, Decision] = {}
         denied, asked = [], []
         for call in calls:
@@ -147,6 +147,11 @@ class ApprovalGate:
         return result
 
 
+async def _current_sandbox(env: ToolEnv) -> ToolEnv:
+    """The tool env with the sandbox config as it is now (read before every call)."""
+    return replace(env, sandbox=await db(store.sandbox_policy)())
+
+
 def _call_dict(call: ToolCall) -> dict[str, Any]:
     return {"id": call.id, "name": call.name, "arguments": arguments_for_display(call)}
 
@@ -192,6 +197,18 @@ class TurnManager:
                     await self.kick(str(key))
             except Exception:  # noqa: BLE001 - the sweeper must outlive a bad round
                 logger.exception("turn sweeper round failed")
+
+    async def startup(self, force: bool) -> None:
+        """Settle dead turns, start the sweeper, run queues nobody runs."""
+        try:
+            count = await self.recover(force=force)
+            if count:
+                logger.info("recovered %d interrupted turn(s)", count)
+            for key in await db(store.orphan_queues)():
+                await self.kick(str(key))
+        except Exception:  # noqa: BLE001 - a bad start-up round must not stop serving
+            logger.exception("start-up recovery failed")
+        self.ensure_sweeper()
 
     async def shutdown(self) -> None:
         """Cancel this process's turns and background tasks (tests, orderly stop)."""
@@ -269,7 +286,8 @@ class TurnManager:
         lease = settings.GATEWAY_TURN_LEASE_SECONDS
         while True:
             await asyncio.sleep(lease / 3)
-            if not await db(store.renew)(key, owner, lease):
+            last_seq = await self.hub.last_seq(str(key))
+            if not await db(store.renew)(key, owner, lease, last_seq):
                 logger.warning("lost the turn lease of chat %s", key)
                 task = self.tasks.get(str(key))
                 if task:
@@ -281,6 +299,7 @@ class TurnManager:
         async def emit(event_type: str, data: dict[str, Any]) -> None:
             await self.hub.publish(chat_id, event_type, data)
 
+        started = time.perf_counter()
         await emit(ev.TURN_STARTED, {"message_id": setup.message_id})
         if setup.provider is None:
             await emit(ev.ERROR, {"code": "no_profile", "message":
@@ -290,18 +309,19 @@ class TurnManager:
             await emit(ev.TURN_COMPLETE, {"stop_reason": "error", "model": None,
                                           "usage": {"input_tokens": 0, "output_tokens": 0}})
             return
+        await mcp_runtime.ensure_started()  # MCP servers connected, config changes applied
         spec = TurnSpec(
             provider=setup.provider,
-            messages=[{"role": "system", "content": build_system_prompt(
-                setup.workspace, setup.sandbox.enabled)}, *setup.history],
+            messages=[{"role": "system", "content": await system_prompt_for(chat_id, setup)},
+                      *setup.history],
             tools=toolbox.schemas(),
             tool_env=ToolEnv(setup.workspace, setup.sandbox, settings.GATEWAY_BASH_TIMEOUT,
                              settings.GATEWAY_TOOL_OUTPUT_LIMIT),
             stream=setup.stream, max_rounds=settings.GATEWAY_MAX_TOOL_ROUNDS,
             timeout=settings.GATEWAY_UPSTREAM_TIMEOUT,
-            retries=settings.GATEWAY_UPSTREAM_RETRIES,
+            retries=settings.GATEWAY_UPSTREAM_RETRIES, refresh_env=_current_sandbox,
         )
-        gate = ApprovalGate(chat_id, emit, control, setup.allowed_tools, spec)
+        gate = ApprovalGate(chat_id, emit, control, setup.allowed_tools)
         turn_store = DbTurnStore(store.MessageWriter(uuid.UUID(chat_id), setup.next_position))
         task = asyncio.create_task(run_turn(
             spec, emit, gate, turn_store,
@@ -315,8 +335,23 @@ class TurnManager:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        self._log_turn(chat_id, setup, task, started)
         if not task.cancelled() and task.exception():
             raise task.exception()  # type: ignore[misc]
+
+    @staticmethod
+    def _log_turn(chat_id: str, setup: store.TurnSetup, task: asyncio.Task[Any],
+                  started: float) -> None:
+        outcome = None if task.cancelled() or task.exception() else task.result()
+        turn_log.info("turn", extra={
+            "chat_id": chat_id, "user_id": setup.owner_id, "message_id": setup.message_id,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+            "stop_reason": outcome.stop_reason if outcome else
+            ("cancelled" if task.cancelled() else "failed"),
+            "model": outcome.model if outcome else None,
+            "input_tokens": outcome.input_tokens if outcome else None,
+            "output_tokens": outcome.output_tokens if outcome else None,
+        })
 
     # -- recovery ----------------------------------------------------------------------
     async def recover(self, force: bool = False) -> int:

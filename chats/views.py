@@ -9,6 +9,7 @@ import uuid
 
 from asgiref.sync import async_to_sync
 from django.db.models import Q
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -21,6 +22,7 @@ from chats.models import Chat
 from chats.turns import get_manager
 from gateway_project.api import validated
 from gateway_project.errors import GatewayError
+from profiles.models import ModelProfile
 from profiles.views import ProfileNameSerializer, profile_by_name
 
 MAX_PAGE = 100
@@ -126,8 +128,14 @@ class ChatCompactView(APIView):
 
 class ChatProfileView(APIView):
     def get(self, request: Request, chat_id: str) -> Response:
+        """The profile the chat's next turn uses: its own, else the default (then
+        ``follows_default`` is true)."""
         chat = get_chat_for(request.user, chat_id)
-        return Response({"profile_name": chat.profile.name if chat.profile else None})
+        if chat.profile:
+            return Response({"profile_name": chat.profile.name, "follows_default": False})
+        default = ModelProfile.get_default()
+        return Response({"profile_name": default.name if default else None,
+                         "follows_default": True})
 
     @extend_schema(request=ProfileNameSerializer)
     def put(self, request: Request, chat_id: str) -> Response:
@@ -144,7 +152,8 @@ class PanicView(APIView):
     def post(self, request: Request) -> Response:
         """Clotho's emergency stop: cancel every running turn of the caller (all turns,
         for an admin)."""
-        rows = Chat.objects.filter(turn_owner__isnull=False)
+        rows = Chat.objects.filter(turn_owner__isnull=False,
+                                   turn_lease_until__gte=timezone.now())
         if not request.user.is_staff:
             rows = rows.filter(owner=request.user)
         ids = [str(pk) for pk in rows.values_list("pk", flat=True)]

@@ -25,6 +25,19 @@ class IsAdmin(permissions.BasePermission):
         return bool(user and user.is_authenticated and user.is_staff)
 
 
+class StrictSerializer(serializers.Serializer):
+    """Refuses keys it does not know, also when nested in another serializer (``validated``
+    only sees the top level)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = set(data) - set(self.fields)
+            if unknown:
+                raise serializers.ValidationError({key: "Unknown field."
+                                                   for key in sorted(unknown)})
+        return super().to_internal_value(data)
+
+
 def validated(serializer_class: type[serializers.Serializer], request: Request,
               *, partial: bool = False) -> dict[str, Any]:
     """The request body checked by a serializer; a bad body raises a 400 with fields."""

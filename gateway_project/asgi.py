@@ -11,10 +11,11 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
 from chats.consumers import ChatConsumer  # noqa: E402
+from mcp_servers.runtime import start_on_first_request  # noqa: E402
 
-application = ProtocolTypeRouter({
+application = start_on_first_request(ProtocolTypeRouter({
     "http": django_asgi_app,
     "websocket": URLRouter([
         re_path(r"^ws/(?P<chat_id>[^/]+)/?$", ChatConsumer.as_asgi()),
     ]),
-})
+}))

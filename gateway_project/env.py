@@ -82,14 +82,23 @@ def envsecret(name: str, data_dir: Path) -> str:
             raise ImproperlyConfigured(f"{name} must be at least 32 characters long")
         return raw
     path = data_dir / "secret_key"
-    if path.exists():
-        return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(50)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process started at the same moment and won
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as handle:
-        handle.write(value)
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        # Write a temporary file, then link it into place: the link either appears with
+        # its whole content or fails because another process got there first, so nobody
+        # ever reads a half-written key.
+        tmp = data_dir / f".secret_key.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(50))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    value = path.read_text().strip()
+    if len(value) < 32:
+        raise ImproperlyConfigured(f"{path} holds no usable secret; delete it to generate "
+                                   "a new one (stored API keys become unreadable)")
     return value

@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
@@ -112,6 +114,10 @@ def _wants_html(request: HttpRequest) -> bool:
 
 
 def handler400(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    # Django reports an oversized body as a "suspicious" 400; say what the client can fix.
+    if isinstance(exception, RequestDataTooBig):
+        return json_error("request_too_large", "The body is larger than the limit of "
+                          f"{settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.", 413)
     return json_error("bad_request", "The request could not be understood.", 400)
 
 

@@ -53,6 +53,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "gateway_project.logs.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -185,8 +186,13 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = envint("GATEWAY_MAX_BODY_BYTES", 1024 * 1024, mini
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "json": {"()": "gateway_project.logs.JsonFormatter"},
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    # LOG_FORMAT=plain for a developer's terminal; JSON lines by default.
+    "handlers": {"console": {"class": "logging.StreamHandler",
+                             "formatter": envstr("LOG_FORMAT", "json")}},
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.request": {"level": "ERROR"},
@@ -194,3 +200,11 @@ LOGGING = {
         "httpx": {"level": "WARNING"},
     },
 }
+
+# MCP servers and skills (README: "MCP servers and skills").
+INSTALLED_APPS += ["mcp_servers"]
+GATEWAY_MCP_CALL_TIMEOUT = envfloat("GATEWAY_MCP_CALL_TIMEOUT", 60.0, minimum=0.1)
+GATEWAY_MCP_CONNECT_TIMEOUT = envfloat("GATEWAY_MCP_CONNECT_TIMEOUT", 30.0, minimum=0.1)
+GATEWAY_MCP_PROBE_INTERVAL = envfloat("GATEWAY_MCP_PROBE_INTERVAL", 15.0, minimum=0.1)
+GATEWAY_MCP_BACKOFF_MAX = envfloat("GATEWAY_MCP_BACKOFF_MAX", 120.0, minimum=1.0)
+GATEWAY_SKILLS_DIR = envpath("GATEWAY_SKILLS_DIR", GATEWAY_DATA_DIR / "skills")

@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from chats import views as chats
 from gateway_project import views as gateway
+from mcp_servers import views as mcp_servers
 from permissions import views as permissions
 from profiles import views as profiles
 
@@ -29,6 +30,8 @@ api = [
     path("profiles/<str:name>", profiles.ProfileDetailView.as_view()),
     path("permissions", permissions.PermissionsView.as_view()),
     path("permissions/tools", permissions.ToolsView.as_view()),
+    path("mcp/servers", mcp_servers.McpServerListView.as_view()),
+    path("mcp/servers/<str:name>", mcp_servers.McpServerDetailView.as_view()),
     path("config/sandbox", permissions.SandboxConfigView.as_view()),
     path("sandbox", permissions.SandboxConfigView.as_view()),
     path("panic", chats.PanicView.as_view()),

@@ -17,6 +17,7 @@ from gateway_project.api import validated
 from gateway_project.auth import create_token
 from gateway_project.errors import GatewayError
 from gateway_project.models import ApiToken
+from mcp_servers.runtime import statuses as mcp_statuses
 
 
 def health_report() -> dict:
@@ -33,6 +34,11 @@ def health_report() -> dict:
     }
     if sandbox.enabled and not report["sandbox"]["available"]:
         report["status"] = "degraded"
+    mcp = mcp_statuses()  # this process's MCP servers, only when some are enabled
+    if mcp:
+        report["mcp"] = mcp
+        if any(server["state"] == "error" for server in mcp.values()):
+            report["status"] = "degraded"
     return report
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.db import IntegrityError, transaction
 from drf_spectacular.utils import extend_schema
@@ -11,16 +12,29 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from gateway_project.api import IsAdminOrReadOnly, validated
+from gateway_project.api import IsAdminOrReadOnly, StrictSerializer, validated
 from gateway_project.errors import GatewayError
 from profiles.models import PROVIDERS, ModelProfile
 
 
-class ProfileBodySerializer(serializers.Serializer):
+def http_url(value: str) -> None:
+    """An http(s) URL. Not Django's URLValidator: it refuses single-label hosts such as a
+    Compose service (``http://ollama:11434/v1``) and lets ``ftp://`` through."""
+    try:
+        parts = urlsplit(value)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and \
+            (parts.port is None or parts.port > 0) and " " not in value
+    except ValueError:  # a port that is not a number
+        valid = False
+    if not valid:
+        raise serializers.ValidationError("Enter an http:// or https:// URL.")
+
+
+class ProfileBodySerializer(StrictSerializer):
     provider = serializers.ChoiceField(choices=PROVIDERS)
     model = serializers.CharField(max_length=200)
-    base_url = serializers.URLField(max_length=500, required=False, allow_blank=True,
-                                    allow_null=True)
+    base_url = serializers.CharField(max_length=500, required=False, allow_blank=True,
+                                     allow_null=True, validators=[http_url])
     api_key = serializers.CharField(max_length=500, required=False, allow_blank=True,
                                     allow_null=True, trim_whitespace=True)
     context_window = serializers.IntegerField(min_value=256, max_value=100_000_000,
@@ -29,9 +43,19 @@ class ProfileBodySerializer(serializers.Serializer):
                                                  required=False, allow_null=True)
 
 
+# Names that are routes under /api/profiles/ and so cannot name a profile.
+RESERVED_NAMES = frozenset({"default"})
+
+
 class ProfileCreateSerializer(serializers.Serializer):
     name = serializers.SlugField(max_length=64)
     profile = ProfileBodySerializer()
+
+    def validate_name(self, value: str) -> str:
+        if value.lower() in RESERVED_NAMES:
+            raise serializers.ValidationError(f"{value!r} is reserved (it is the "
+                                              "default-profile endpoint); pick another name.")
+        return value
 
 
 class ProfileNameSerializer(serializers.Serializer):
@@ -47,14 +71,14 @@ class ProfileNameSerializer(serializers.Serializer):
         return {"name": name}
 
 
-def profile_by_name(name: str, *, in_body: bool = False) -> ModelProfile:
+def profile_by_name(name: str, *, in_body: bool = False, field: str = "name") -> ModelProfile:
     """The profile called ``name``: 404 when the URL names a missing one, 400 (with the
-    field) when a request body does."""
+    body's ``field``) when a request body does."""
     profile = ModelProfile.objects.filter(name=name).first()
     if profile is None:
         message = f"No profile named {name!r}; GET /api/profiles lists them."
         if in_body:
-            raise GatewayError("unknown_profile", message, 400, {"name": message})
+            raise GatewayError("unknown_profile", message, 400, {field: message})
         raise GatewayError("not_found", message, 404)
     return profile
 

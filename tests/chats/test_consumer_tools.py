@@ -285,5 +285,6 @@ async def test_invalid_tool_arguments_come_back_as_an_error_result(alice, profil
     events = await receive_until(comm, ev.TURN_COMPLETE)
     result = of_type(events, ev.TOOL_RESULT)[0]["data"]
     assert result["is_error"] is True and "not a valid JSON" in result["content"]
+    assert of_type(events, ev.ERROR)[0]["data"]["code"] == "invalid_tool_call"
     assert text_of(events) == "sorry"
     await comm.disconnect()

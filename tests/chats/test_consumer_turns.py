@@ -189,3 +189,35 @@ async def test_without_any_profile_the_user_is_told_how_to_create_one(alice, ups
     assert error["code"] == "no_profile" and "POST /api/profiles" in error["message"]
     assert upstream.requests == []
     await comm.disconnect()
+
+
+async def test_a_429_with_retry_after_is_retried_and_the_turn_succeeds(
+        alice, profile, upstream, settings):
+    settings.GATEWAY_UPSTREAM_RETRIES = 2
+    upstream.enqueue(HttpError(429, headers={"Retry-After": "0"}), Text("after the retry"))
+    chat = await new_chat(alice.user)
+    comm, _ = await connect(chat.id, alice.token)
+    await send(comm, {"type": "user_message", "content": "hi"})
+    events = await receive_until(comm, ev.TURN_COMPLETE)
+    assert of_type(events, ev.ERROR) == []
+    assert text_of(events) == "after the retry"
+    assert len(upstream.requests) == 2
+    await comm.disconnect()
+
+
+async def test_retries_are_bounded_and_then_the_turn_fails_clearly(
+        alice, profile, upstream, settings):
+    settings.GATEWAY_UPSTREAM_RETRIES = 2
+    upstream.enqueue(*[HttpError(429, headers={"Retry-After": "0"}) for _ in range(3)],
+                     Text("next turn works"))
+    chat = await new_chat(alice.user)
+    comm, _ = await connect(chat.id, alice.token)
+    await send(comm, {"type": "user_message", "content": "hi"})
+    events = await receive_until(comm, ev.TURN_COMPLETE)
+    error = of_type(events, ev.ERROR)[0]["data"]
+    assert error["code"] == "upstream_error" and "HTTP 429" in error["message"]
+    assert len(upstream.requests) == 3
+    await send(comm, {"type": "user_message", "content": "again"})
+    events = await receive_until(comm, ev.TURN_COMPLETE)
+    assert text_of(events) == "next turn works"
+    await comm.disconnect()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any
 
 from django.conf import settings
@@ -28,8 +27,7 @@ class Command(BaseCommand):
             call_command("migrate", interactive=False, verbosity=0)
         self.ensure_admin()
         self.ensure_env_profile()
-        if not settings.REDIS_URL:
-            self.recover_turns()
+        self.schedule_startup()
         self.stdout.write(f"Gateway {settings.VERSION} on http://{opts['host']}:{opts['port']}"
                           f" (data: {settings.GATEWAY_DATA_DIR})")
         self.stdout.flush()
@@ -64,7 +62,7 @@ class Command(BaseCommand):
         key = os.environ.get("OPENAI_API_KEY")
         if not key or ModelProfile.objects.exists():
             return
-        profile = ModelProfile(name="default", provider="openai",
+        profile = ModelProfile(name="openai", provider="openai",
                                model=os.environ.get("OPENAI_MODEL", "gpt-4o-mini"),
                                base_url=os.environ.get("OPENAI_BASE_URL", ""))
         profile.set_api_key(key)
@@ -72,14 +70,20 @@ class Command(BaseCommand):
         profile.make_default()
         self.stdout.write(f"Created the default profile from OPENAI_API_KEY ({profile.model}).")
 
-    def recover_turns(self) -> None:
-        """One process on the embedded default: any turn marked running died with the
-        previous process, so settle it now rather than waiting for its lease."""
-        from asgiref.sync import async_to_sync
+    def schedule_startup(self) -> None:
+        """Once daphne's event loop runs: settle turns that died with an earlier process,
+        start the sweeper, run waiting queues. On the embedded default this is the only
+        process, so a turn marked running died with the previous one: settle it at once
+        instead of waiting for its lease."""
+        import asyncio
+
+        import daphne.server  # noqa: F401 - installs the asyncio reactor daphne runs on
+        from twisted.internet import reactor
 
         from chats.turns import get_manager
 
-        count = async_to_sync(get_manager().recover)(force=True)
-        if count:
-            self.stdout.write(f"Recovered {count} interrupted turn(s).")
-        sys.stdout.flush()
+        def start() -> None:
+            asyncio.get_event_loop().create_task(
+                get_manager().startup(force=not settings.REDIS_URL))
+
+        reactor.callWhenRunning(start)

@@ -1,0 +1,165 @@
+"""Skills: folders with a ``SKILL.md`` under the skills directory (``GATEWAY_SKILLS_DIR``).
+
+A ``SKILL.md`` starts with YAML front matter (``name``, ``description``) followed by the
+instructions. The system prompt lists names and descriptions; the agent reads the
+instructions on demand with its ``read`` tool. Tools only reach the user's workspace
+(and the sandbox only mounts that), so before each turn every skill folder is mirrored
+into ``<workspace>/.skills/<folder>/``: ``read`` and ``bash`` (sandboxed or not) see the
+skill and its scripts, and the workspace confinement stays exactly as it is.
+
+The mirror belongs to the gateway: files there that differ from the source are replaced,
+folders of removed skills are deleted. Links are never followed inside a skill, and a
+link the user put in place of a mirrored folder or file is removed, not written through.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+logger = logging.getLogger(__name__)
+
+SKILL_FILE = "SKILL.md"
+WORKSPACE_FOLDER = ".skills"
+MAX_SKILL_BYTES = 20 * 1024 * 1024  # mirrored per skill; larger files are left out
+_FOLDER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+class SkillError(ValueError):
+    """A SKILL.md that cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class Skill:
+    name: str
+    description: str
+    folder: str  # the folder's name, in the skills directory and in .skills/
+
+    @property
+    def path(self) -> str:
+        """Where the agent reads it, relative to the workspace."""
+        return f"{WORKSPACE_FOLDER}/{self.folder}/{SKILL_FILE}"
+
+
+def parse_front_matter(text: str) -> tuple[dict[str, Any], str]:
+    """The YAML front matter (between ``---`` lines) and the body after it."""
+    lines = text.lstrip("\ufeff").splitlines(keepends=True)
+    if not lines or lines[0].strip() != "---":
+        raise SkillError("it does not start with YAML front matter ('---')")
+    for end, line in enumerate(lines[1:], start=1):
+        if line.strip() in ("---", "..."):
+            break
+    else:
+        raise SkillError("its front matter has no closing '---'")
+    try:
+        meta = yaml.safe_load("".join(lines[1:end])) or {}
+    except yaml.YAMLError as exc:
+        raise SkillError(f"its front matter is not valid YAML ({exc})") from None
+    if not isinstance(meta, dict):
+        raise SkillError("its front matter is not a mapping of keys to values")
+    return meta, "".join(lines[end + 1:])
+
+
+def load_skill(folder: Path) -> Skill:
+    meta, _ = parse_front_matter((folder / SKILL_FILE).read_text(encoding="utf-8"))
+    name, description = meta.get("name"), meta.get("description")
+    if not isinstance(name, str) or not name.strip():
+        raise SkillError("its front matter lacks 'name'")
+    if not isinstance(description, str) or not description.strip():
+        raise SkillError("its front matter lacks 'description'")
+    return Skill(name=" ".join(name.split())[:100],
+                 description=" ".join(description.split())[:1024], folder=folder.name)
+
+
+def discover(skills_dir: Path | None) -> list[Skill]:
+    """The usable skills, by folder name; unusable ones are logged and left out."""
+    if skills_dir is None or not skills_dir.is_dir():
+        return []
+    skills = []
+    for folder in sorted(skills_dir.iterdir()):
+        if not _FOLDER.match(folder.name) or not (folder / SKILL_FILE).is_file():
+            continue
+        try:
+            skills.append(load_skill(folder))
+        except (SkillError, OSError, UnicodeError) as exc:
+            logger.warning("skill %s is skipped: %s", folder, exc)
+    return skills
+
+
+def sync_into(workspace: Path, skills_dir: Path | None, skills: list[Skill]) -> None:
+    """Mirror the skills' folders into ``<workspace>/.skills/``."""
+    if skills_dir is None or not skills:
+        if (workspace / WORKSPACE_FOLDER).exists():
+            _remove(workspace / WORKSPACE_FOLDER)
+        return
+    root = _real_dir(workspace / WORKSPACE_FOLDER)
+    wanted = {skill.folder for skill in skills}
+    for entry in list(root.iterdir()):
+        if entry.name not in wanted:
+            _remove(entry)
+    for skill in skills:
+        _mirror(skills_dir / skill.folder, root / skill.folder, [MAX_SKILL_BYTES])
+
+
+def _real_dir(path: Path) -> Path:
+    """``path`` as a real folder: a link or file in its place is removed first."""
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        _remove(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _mirror(src: Path, dst: Path, budget: list[int]) -> None:
+    _real_dir(dst)
+    sources = {e.name: e for e in os.scandir(src) if not e.is_symlink()
+               and (e.is_dir() or e.is_file())}
+    for entry in list(dst.iterdir()):
+        source = sources.get(entry.name)
+        if source is None or source.is_dir() != (entry.is_dir() and not entry.is_symlink()):
+            _remove(entry)
+    for name, entry in sorted(sources.items()):
+        target = dst / name
+        if entry.is_dir():
+            _mirror(Path(entry.path), target, budget)
+            continue
+        stat = entry.stat()
+        budget[0] -= stat.st_size
+        if budget[0] < 0:
+            logger.warning("skill file %s is left out: the skill is over %d bytes",
+                           entry.path, MAX_SKILL_BYTES)
+            _remove(target)
+            continue
+        if not target.is_symlink() and target.is_file():
+            have = target.stat()
+            if have.st_size == stat.st_size and int(have.st_mtime) == int(stat.st_mtime):
+                continue
+        _copy(Path(entry.path), target)
+
+
+def _copy(src: Path, target: Path) -> None:
+    """Copy through a temporary file and a rename: a link at ``target`` is replaced,
+    never followed."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".sync-")
+    try:
+        with os.fdopen(fd, "wb") as out, src.open("rb") as source:
+            shutil.copyfileobj(source, out)
+        shutil.copystat(src, tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,61 @@
+"""Structured logs: one JSON object per line, one line per request and per turn.
+
+Secrets never reach a log line: request lines carry the path without its query string
+(a socket's ``?token=`` lives there), and no header, body or key is logged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from typing import Any, Callable
+
+from django.http import HttpRequest, HttpResponse
+
+request_log = logging.getLogger("gateway.request")
+
+# Attributes every LogRecord has; anything else was passed in ``extra`` and is a field.
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": dt.datetime.fromtimestamp(record.created, dt.timezone.utc)
+            .isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_"):
+                line[key] = value
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str, ensure_ascii=False)
+
+
+class RequestLogMiddleware:
+    """Logs ``method path status duration_ms user`` for every HTTP request."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        response = self.get_response(request)
+        user = getattr(request, "user", None)
+        # DRF authenticates inside the view and leaves the user on the response's request.
+        drf_request = getattr(response, "renderer_context", {}).get("request")
+        if drf_request is not None:
+            user = getattr(drf_request, "_user", user)
+        request_log.info(
+            "request", extra={
+                "method": request.method, "path": request.path,
+                "status": response.status_code,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                "user": getattr(user, "username", None) or None,
+            })
+        return response

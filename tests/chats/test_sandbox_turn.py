@@ -1,0 +1,85 @@
+"""The sandbox config changes what a turn's `bash` can do, from the next tool call on."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from channels.db import database_sync_to_async
+
+import agents.sandbox as sandbox
+from agents import events as ev
+from permissions.models import PermissionPolicy
+from tests.chats.wsutil import (
+    connect,
+    fresh_runtime,  # noqa: F401
+    new_chat,
+    of_type,
+    receive_until,
+    send,
+)
+from tests.conftest import need
+from tests.fake_upstream import Text, ToolCalls
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_runtime")]
+
+PROBE = "echo home=$HOME host=$(hostname)"
+
+
+@database_sync_to_async
+def put_sandbox(admin, **changes):
+    response = admin.client.put("/api/config/sandbox", changes, format="json")
+    assert response.status_code == 200, response.json()
+
+
+@database_sync_to_async
+def interactive():
+    PermissionPolicy.objects.update_or_create(pk=1, defaults={"mode": "interactive"})
+
+
+async def test_enabling_the_sandbox_applies_to_the_next_call_of_a_running_turn(
+        alice, admin, profile, upstream):
+    need(shutil.which("bwrap") is not None, "bubblewrap is not installed")
+    await interactive()
+    upstream.enqueue(ToolCalls([("c1", "bash", {"command": PROBE})]),
+                     ToolCalls([("c2", "bash", {"command": PROBE})]), Text("done"))
+    chat = await new_chat(alice.user)
+    comm, _ = await connect(chat.id, alice.token)
+    await send(comm, {"type": "user_message", "content": "go"})
+    await receive_until(comm, ev.TOOL_REQUEST)
+    await send(comm, {"type": "tool_approval", "verdicts": {"c1": "allow"}})
+    first = await receive_until(comm, ev.TOOL_REQUEST)
+    # The admin turns the sandbox on while the turn waits for the second approval.
+    await put_sandbox(admin, enabled=True)
+    await send(comm, {"type": "tool_approval", "verdicts": {"c2": "allow"}})
+    rest = await receive_until(comm, ev.TURN_COMPLETE)
+    plain = of_type(first, ev.TOOL_RESULT)[0]["data"]["content"]
+    boxed = of_type(rest, ev.TOOL_RESULT)[0]["data"]["content"]
+    assert "home=/workspace" not in plain and "host=sandbox" not in plain
+    assert boxed.strip() == "home=/workspace host=sandbox"
+    await comm.disconnect()
+
+
+async def test_an_unavailable_sandbox_refuses_to_run_and_health_says_so(
+        alice, admin, anon, profile, upstream, settings, monkeypatch):
+    monkeypatch.setattr(sandbox, "_status_cache", {
+        "available": False, "bwrap": None, "reason": "bwrap not found (test)",
+        "process_limit": None, "prlimit": None, "chrt": None})
+    await put_sandbox(admin, enabled=True)
+    await database_sync_to_async(PermissionPolicy.objects.update_or_create)(
+        pk=1, defaults={"mode": "autonomous"})
+    marker = settings.GATEWAY_WORKSPACE / "alice" / "ran.txt"
+    upstream.enqueue(ToolCalls([("c1", "bash", {"command": "touch ran.txt"})]), Text("ok"))
+    chat = await new_chat(alice.user)
+    comm, _ = await connect(chat.id, alice.token)
+    await send(comm, {"type": "user_message", "content": "go"})
+    events = await receive_until(comm, ev.TURN_COMPLETE)
+    result = of_type(events, ev.TOOL_RESULT)[0]["data"]
+    assert result["is_error"] is True
+    assert "sandbox unavailable: bwrap not found (test)" in result["content"]
+    assert not marker.exists()
+    health = (await database_sync_to_async(anon.get)("/health")).json()
+    assert health["status"] == "degraded"
+    assert health["sandbox"] == {"enabled": True, "available": False,
+                                 "reason": "bwrap not found (test)"}
+    await comm.disconnect()
