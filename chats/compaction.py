@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, Callable, NoReturn
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -201,16 +201,19 @@ async def _summarise(provider: ProviderConfig, rows: _Rows, cut: int, window: in
 
 async def compact_chat(chat_id: uuid.UUID, provider: ProviderConfig | None, emit: Emit, *,
                        trigger: str, system_prompt: list[dict[str, Any]],
-                       tokens_before: int | None = None,
-                       require_idle: bool = False) -> Result:
+                       tokens_before: int | None = None, require_idle: bool = False,
+                       to_async: Callable[..., Any] = db) -> Result:
     """Summarise all but the last exchanges of the chat (module docstring).
 
     ``system_prompt`` is what goes before the summary: the system message, or nothing.
+    ``to_async`` wraps the database calls: ``database_sync_to_async`` in a turn (it
+    recycles stale connections); ``sync_to_async`` from a sync view under
+    ``async_to_sync`` (the view's own connection, which may be inside a transaction).
     Raises NothingToCompact (nothing emitted), or CompactionFailed after emitting
     ``agent.error`` ``compaction_failed`` (nothing changed).
     """
     keep = settings.GATEWAY_COMPACTION_KEEP_EXCHANGES
-    rows = await db(_load)(chat_id)
+    rows = await to_async(_load)(chat_id)
     plan = planning.plan_compaction(rows.messages, keep)
     if plan is None:
         have = len(planning.exchange_starts(rows.messages))
@@ -225,9 +228,9 @@ async def compact_chat(chat_id: uuid.UUID, provider: ProviderConfig | None, emit
     if tokens_before is None:
         summary_head = [planning.summary_message(rows.summary)] if rows.summary else []
         sent = planning.cap_tool_results([*system_prompt, *summary_head, *rows.messages],
-                                     model, window)
-        tokens_before = planning.estimate_tokens(sent, tools, model,
-                                             await db(anchor_for)(chat_id, model))
+                                         model, window)
+        anchor = await to_async(anchor_for)(chat_id, model)
+        tokens_before = planning.estimate_tokens(sent, tools, model, anchor)
     await emit(ev.COMPACTION_STARTED, {"tokens_before": tokens_before,
                                        "context_window": window})
     try:
@@ -242,9 +245,10 @@ async def compact_chat(chat_id: uuid.UUID, provider: ProviderConfig | None, emit
     result = Result(tokens_before, planning.estimate_tokens(after, tools, model), plan.removed,
                     after)
     try:
-        await db(_apply)(_Record(chat_id, rows.ids[:plan.cut], rows.positions[:plan.cut],
-                                 summary, model, trigger, result.tokens_before,
-                                 result.tokens_after, result.turns_removed), require_idle)
+        record = _Record(chat_id, rows.ids[:plan.cut], rows.positions[:plan.cut], summary,
+                         model, trigger, result.tokens_before, result.tokens_after,
+                         result.turns_removed)
+        await to_async(_apply)(record, require_idle)
     except CompactionFailed as exc:
         return await _failed(emit, exc)
     await emit(ev.CONTEXT_COMPACTED, result.to_dict())

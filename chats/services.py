@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 
@@ -86,19 +86,30 @@ def compact(chat: Chat) -> dict[str, Any]:
                            "it has finished (or cancel it).", 409)
     profile = _profile_of(chat)
     chat_id = str(chat.id)
+    last_seq = store.chat_last_seq(chat.id)
 
     async def publish(event_type: str, data: dict[str, Any]) -> None:
-        await get_manager().publish(chat_id, event_type, data)
+        manager = get_manager()
+        # Load the chat's event stream with the seq read above: the manager would read it
+        # through database_sync_to_async, which closes this view's connection when it is
+        # inside a transaction.
+        if not manager.hub.is_loaded(chat_id):
+            await manager.hub.load(chat_id, last_seq)
+        await manager.publish(chat_id, event_type, data)
 
     try:
         result = async_to_sync(compaction.compact_chat)(
             chat.id, profile.to_config() if profile else None, publish, trigger="manual",
-            system_prompt=[compaction.system_prompt_for(chat)], require_idle=True)
+            system_prompt=[compaction.system_prompt_for(chat)], require_idle=True,
+            to_async=sync_to_async)
     except compaction.NothingToCompact as exc:
         raise GatewayError("not_enough_history", str(exc), 400) from None
     except compaction.CompactionFailed as exc:
         status = {"turn_running": 409, "no_profile": 400}.get(exc.code, 502)
         raise GatewayError(exc.code, str(exc), status) from None
+    # No turn runs (checked above), so nobody else saves how far seq got: save it here,
+    # or a restart would hand out the two compaction events' seqs again.
+    store.save_last_seq(chat.id, async_to_sync(get_manager().hub.last_seq)(chat_id))
     return result.to_dict()
 
 

@@ -73,6 +73,10 @@ def release(chat_id: uuid.UUID, owner: str, last_seq: int) -> None:
         turn_owner=None, turn_lease_until=None, last_seq=last_seq)
 
 
+def save_last_seq(chat_id: uuid.UUID, last_seq: int) -> None:
+    Chat.objects.filter(pk=chat_id, last_seq__lt=last_seq).update(last_seq=last_seq)
+
+
 def chat_last_seq(chat_id: uuid.UUID) -> int:
     return Chat.objects.filter(pk=chat_id).values_list("last_seq", flat=True).first() or 0
 

@@ -22,6 +22,18 @@ from chats.models import Chat
 from chats.turns import get_manager
 from gateway_project.api import validated
 from gateway_project.errors import GatewayError
+from gateway_project.schema import (
+    CancelledBody,
+    ChatBody,
+    ChatDetailBody,
+    ChatListBody,
+    ChatProfileBody,
+    CompactedBody,
+    ContextBody,
+    DeletedBody,
+    PanicBody,
+    responses,
+)
 from profiles.models import ModelProfile
 from profiles.views import ProfileNameSerializer, profile_by_name
 
@@ -66,7 +78,8 @@ def _limit(raw: str | None) -> int:
 
 
 class ChatListView(APIView):
-    @extend_schema(parameters=[OpenApiParameter("limit", int), OpenApiParameter("cursor", str)])
+    @extend_schema(parameters=[OpenApiParameter("limit", int), OpenApiParameter("cursor", str)],
+                   responses=responses({200: ChatListBody}, 400), operation_id="api_chats_list")
     def get(self, request: Request) -> Response:
         """The caller's chats, newest first, a page at a time (``next`` is the cursor)."""
         limit = _limit(request.query_params.get("limit"))
@@ -79,7 +92,7 @@ class ChatListView(APIView):
         next_cursor = _encode_cursor(page[limit - 1]) if len(page) > limit else None
         return Response({"chats": [c.to_dict() for c in page[:limit]], "next": next_cursor})
 
-    @extend_schema(request=ChatCreateSerializer)
+    @extend_schema(request=ChatCreateSerializer, responses=responses({201: ChatBody}, body=True))
     def post(self, request: Request) -> Response:
         body = validated(ChatCreateSerializer, request)
         profile = (profile_by_name(body["profile"], in_body=True, field="profile")
@@ -90,17 +103,20 @@ class ChatListView(APIView):
 
 
 class ChatDetailView(APIView):
+    @extend_schema(responses=responses({200: ChatDetailBody}, 404))
     def get(self, request: Request, chat_id: str) -> Response:
         chat = get_chat_for(request.user, chat_id)
         return Response(services.chat_detail(chat, request.user))
 
-    @extend_schema(request=ChatUpdateSerializer)
+    @extend_schema(request=ChatUpdateSerializer,
+                   responses=responses({200: ChatBody}, 404, body=True))
     def patch(self, request: Request, chat_id: str) -> Response:
         chat = get_chat_for(request.user, chat_id)
         chat.title = validated(ChatUpdateSerializer, request)["title"]
         chat.save(update_fields=["title", "updated_at"])
         return Response(chat.to_dict())
 
+    @extend_schema(responses=responses({200: DeletedBody}, 404))
     def delete(self, request: Request, chat_id: str) -> Response:
         chat = get_chat_for(request.user, chat_id)
         services.stop_turn(chat)
@@ -109,24 +125,28 @@ class ChatDetailView(APIView):
 
 
 class ChatCancelView(APIView):
+    @extend_schema(request=None, responses=responses({200: CancelledBody}, 404))
     def post(self, request: Request, chat_id: str) -> Response:
         chat = get_chat_for(request.user, chat_id)
         return Response({"cancelled": services.request_cancel(chat)})
 
 
 class ChatContextView(APIView):
+    @extend_schema(responses=responses({200: ContextBody}, 404))
     def get(self, request: Request, chat_id: str) -> Response:
         chat = get_chat_for(request.user, chat_id)
         return Response(services.context_report(chat))
 
 
 class ChatCompactView(APIView):
+    @extend_schema(request=None, responses=responses({200: CompactedBody}, 400, 404, 409, 502))
     def post(self, request: Request, chat_id: str) -> Response:
         chat = get_chat_for(request.user, chat_id)
         return Response(services.compact(chat))
 
 
 class ChatProfileView(APIView):
+    @extend_schema(responses=responses({200: ChatProfileBody}, 404))
     def get(self, request: Request, chat_id: str) -> Response:
         """The profile the chat's next turn uses: its own, else the default (then
         ``follows_default`` is true)."""
@@ -137,7 +157,8 @@ class ChatProfileView(APIView):
         return Response({"profile_name": default.name if default else None,
                          "follows_default": True})
 
-    @extend_schema(request=ProfileNameSerializer)
+    @extend_schema(request=ProfileNameSerializer,
+                   responses=responses({200: ChatProfileBody}, 404, body=True))
     def put(self, request: Request, chat_id: str) -> Response:
         chat = get_chat_for(request.user, chat_id)
         profile = profile_by_name(validated(ProfileNameSerializer, request)["name"],
@@ -149,6 +170,7 @@ class ChatProfileView(APIView):
 
 
 class PanicView(APIView):
+    @extend_schema(request=None, responses=responses({200: PanicBody}))
     def post(self, request: Request) -> Response:
         """Clotho's emergency stop: cancel every running turn of the caller (all turns,
         for an admin)."""
