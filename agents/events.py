@@ -14,6 +14,7 @@ TEXT_DELTA = "agent.text_delta"
 TEXT = "agent.text"
 TOOL_REQUEST = "agent.tool_request"
 TOOL_DENIED = "agent.tool_denied"
+TOOL_USE = "agent.tool_use"
 TOOL_RESULT = "agent.tool_result"
 TURN_COMPLETE = "agent.turn_complete"
 CANCELLED = "agent.cancelled"
@@ -30,6 +31,7 @@ PAYLOAD_KEYS: dict[str, frozenset[str]] = {
     TEXT: frozenset({"text"}),
     TOOL_REQUEST: frozenset({"tool_calls"}),
     TOOL_DENIED: frozenset({"tool_calls", "reason"}),
+    TOOL_USE: frozenset({"tool_use_id", "tool_name", "arguments"}),
     TOOL_RESULT: frozenset({"tool_use_id", "tool_name", "content", "is_error"}),
     TURN_COMPLETE: frozenset({"stop_reason", "model", "usage"}),
     CANCELLED: frozenset({"message"}),

@@ -151,6 +151,8 @@ class _Turn:
                 await self.answer(call, ToolResult(f"Denied: {decision.reason or 'denied'}",
                                                    is_error=True))
                 continue
+            await self.emit(ev.TOOL_USE, {"tool_use_id": call.id, "tool_name": call.name,
+                                          "arguments": parsed[call.id]})
             if self.spec.refresh_env:
                 # Policy-like settings (the sandbox) apply from the very next call on.
                 self.spec.tool_env = await self.spec.refresh_env(self.spec.tool_env)

@@ -67,6 +67,9 @@ async def test_interactive_mode_asks_and_nothing_runs_before_the_verdict(
         PendingApproval.objects.filter(chat=chat, verdict__isnull=True).count)() == 1
     await send(comm, {"type": "tool_approval", "verdicts": {"c1": "allow"}})
     events = await receive_until(comm, ev.TURN_COMPLETE)
+    assert [e["data"] for e in of_type(events, ev.TOOL_USE)] == [
+        {"tool_use_id": "c1", "tool_name": "bash",
+         "arguments": {"command": "echo made > proof.txt; echo done"}}]
     result = of_type(events, ev.TOOL_RESULT)[0]["data"]
     assert result == {"tool_use_id": "c1", "tool_name": "bash", "content": "done",
                       "is_error": False}
@@ -177,6 +180,7 @@ async def test_readonly_mode_allows_read_and_denies_the_rest(alice, profile, ups
     events = await receive_until(comm, ev.TURN_COMPLETE)
     denied = of_type(events, ev.TOOL_DENIED)[0]["data"]
     assert [c["id"] for c in denied["tool_calls"]] == ["b1"] and "readonly" in denied["reason"]
+    assert [e["data"]["tool_use_id"] for e in of_type(events, ev.TOOL_USE)] == ["r1"]
     results = {e["data"]["tool_use_id"]: e["data"] for e in of_type(events, ev.TOOL_RESULT)}
     assert results["r1"] == {"tool_use_id": "r1", "tool_name": "read",
                              "content": "secret plan", "is_error": False}

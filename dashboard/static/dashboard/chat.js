@@ -143,6 +143,10 @@ export class ChatView {
       'agent.text': (d) => { this.appendText(d.text || ''); this.endText(); },
       'agent.tool_request': this.onToolRequest,
       'agent.tool_denied': this.onToolDenied,
+      'agent.tool_use': (d) => {
+        this.endText();
+        this.ensureCard(d.tool_use_id, d.tool_name, d.arguments).setBadge('running', 'running');
+      },
       'agent.tool_result': this.onToolResult,
       'agent.turn_complete': this.onTurnComplete,
       'agent.cancelled': this.onCancelled,
