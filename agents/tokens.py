@@ -623,6 +623,11 @@ def truncate_to_tokens(
     """
     if not text:
         return text
+    # No tokenizer needed when the text is short: a token is at least one UTF-8 byte
+    # (the approximation for other models adds its margin on top).
+    margin = 1 + APPROXIMATION_MARGIN_PERCENT / 100
+    if len(text.encode("utf-8", "surrogatepass")) * margin + 1 <= max_tokens:
+        return text
     counter = _Counter(model)
     total = counter.text(text)
     if total <= max_tokens:
