@@ -34,12 +34,20 @@ def workspace_for(user: Any) -> Path:
 
 # --- the queue and the lock ---------------------------------------------------------
 
-def enqueue(chat_id: uuid.UUID, content: Any, stream: bool) -> tuple[int, int]:
-    """Store a user message as queued; returns its id and how many are queued."""
+@transaction.atomic
+def enqueue_and_start(chat_id: uuid.UUID, content: Any, stream: bool, owner: str | None,
+                      lease: float) -> tuple[int, int, "TurnSetup | None"]:
+    """Store a user message as queued; if ``owner`` is given and the chat is idle, also
+    take its turn lock and start the oldest queued message. Returns the message id, its
+    place in the queue (1 = next) and the started turn's setup, if any."""
     msg = Message.objects.create(chat_id=chat_id, role="user", content=content,
                                  status="queued", stream=stream)
     Chat.objects.filter(pk=chat_id).update(updated_at=timezone.now())
-    return msg.id, Message.objects.filter(chat_id=chat_id, status="queued").count()
+    queued = Message.objects.filter(chat_id=chat_id, status="queued").count()
+    setup = None
+    if owner is not None and try_acquire(chat_id, owner, lease):
+        setup = start_next(chat_id)
+    return msg.id, queued, setup
 
 
 def has_queued(chat_id: uuid.UUID) -> bool:

@@ -230,18 +230,32 @@ class TurnManager:
 
     # -- entry points ------------------------------------------------------------------
     async def submit(self, chat_id: str, content: Any, stream: bool) -> int:
-        """Queue a user message and make sure a turn will run it."""
-        message_id, queued = await db(store.enqueue)(uuid.UUID(chat_id), content, stream)
-        await self.publish(chat_id, ev.QUEUED, {"message_id": message_id, "position": queued})
-        await self.kick(chat_id)
+        """Queue a user message and make sure a turn will run it.
+
+        Storing the message, taking the chat's lock and reading the first turn's setup
+        are one database call when the chat is idle: each call is a thread hop, and this
+        is the path to the first delta."""
+        self.ensure_sweeper()
+        owner = None if chat_id in self.tasks else self._new_owner()
+        message_id, queued, setup = await db(store.enqueue_and_start)(
+            uuid.UUID(chat_id), content, stream, owner, settings.GATEWAY_TURN_LEASE_SECONDS)
+        queued_event = {"message_id": message_id, "position": queued}
+        if setup is None:
+            await self.publish(chat_id, ev.QUEUED, queued_event)
+        else:  # the drain task announces it, so it always comes before turn_started
+            self.tasks[chat_id] = asyncio.create_task(
+                self._drain(chat_id, owner, setup, queued_event))
         return message_id
+
+    def _new_owner(self) -> str:
+        return f"{self.process_id}:{uuid.uuid4().hex[:8]}"
 
     async def kick(self, chat_id: str) -> None:
         """Start draining the chat's queue here unless some process already does."""
         self.ensure_sweeper()
         if chat_id in self.tasks:
             return
-        owner = f"{self.process_id}:{uuid.uuid4().hex[:8]}"
+        owner = self._new_owner()
         lease = settings.GATEWAY_TURN_LEASE_SECONDS
         if not await db(store.try_acquire)(uuid.UUID(chat_id), owner, lease):
             return
@@ -256,18 +270,20 @@ class TurnManager:
                                              {"type": "turn.verdicts", "verdicts": verdicts})
 
     # -- the drain loop ----------------------------------------------------------------
-    async def _drain(self, chat_id: str, owner: str) -> None:
+    async def _drain(self, chat_id: str, owner: str, first: store.TurnSetup | None = None,
+                     queued_event: dict[str, Any] | None = None) -> None:
         key = uuid.UUID(chat_id)
         control = ControlChannel(chat_id)
         heartbeat = asyncio.create_task(self._heartbeat(key, owner))
         try:
             await self.ensure_loaded(chat_id)
+            if queued_event:
+                await self.hub.publish(chat_id, ev.QUEUED, queued_event)
             await control.open()
-            while True:
-                setup = await db(store.start_next)(key)
-                if setup is None:
-                    break
+            setup = first or await db(store.start_next)(key)
+            while setup is not None:
                 await self._run_one(chat_id, setup, control)
+                setup = await db(store.start_next)(key)
         except Exception:
             logger.exception("turn runner of chat %s failed", chat_id)
             await self.publish(chat_id, ev.ERROR, {"code": "turn_failed", "message":
