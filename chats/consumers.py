@@ -43,6 +43,8 @@ def _token_from(scope: dict[str, Any], query: dict[str, str]) -> str:
     return ""
 
 
+# How often a socket renews its group membership (the layers expire it after a day).
+GROUP_REFRESH = 3600.0
 # How long an out-of-order event waits for the ones before it before the replay window
 # is asked for them.
 GAP_WAIT = 0.2
@@ -57,6 +59,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.pending: dict[int, str] = {}
         self.gap_filler: asyncio.Task[None] | None = None
         self.send_lock = asyncio.Lock()
+        self.refresher: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         query = _query(self.scope)
@@ -77,6 +80,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.manager = get_manager()
         self.manager.ensure_sweeper()
         await self.channel_layer.group_add(group_name(self.chat_id), self.channel_name)
+        self.refresher = asyncio.create_task(self.refresh_membership())
         await self.accept()
         await self.send_snapshot(_since(query.get("since")))
 
@@ -92,9 +96,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=text)
         self.last_sent = replay.last_seq
 
+    async def refresh_membership(self) -> None:
+        """Both channel layers drop group members after a day (``group_expiry``); a
+        dashboard left open longer must keep getting its chat's events."""
+        while True:
+            await asyncio.sleep(GROUP_REFRESH)
+            await self.channel_layer.group_add(group_name(self.chat_id), self.channel_name)
+
     async def disconnect(self, code: int) -> None:
-        if self.gap_filler:
-            self.gap_filler.cancel()
+        for task in (self.gap_filler, self.refresher):
+            if task:
+                task.cancel()
         if self.chat_id:
             await self.channel_layer.group_discard(group_name(self.chat_id), self.channel_name)
         # The turn goes on: it belongs to the chat, not to this socket.

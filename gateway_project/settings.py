@@ -122,7 +122,7 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "BACKEND": "gateway_project.layers.GatewayInMemoryChannelLayer",
             "CONFIG": {"capacity": _CHANNEL_CAPACITY, "expiry": 60},
         }
     }
