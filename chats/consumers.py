@@ -9,6 +9,7 @@ seq order, each once.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from typing import Any
 from urllib.parse import parse_qs
@@ -24,6 +25,8 @@ from chats.hub import encode, group_name
 from chats.turns import get_manager
 from gateway_project.auth import socket_user
 from gateway_project.errors import GatewayError
+
+logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHORIZED = 4001
 CLOSE_NOT_FOUND = 4004
@@ -60,6 +63,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.gap_filler: asyncio.Task[None] | None = None
         self.send_lock = asyncio.Lock()
         self.refresher: asyncio.Task[None] | None = None
+        self.buffering = False
+        self.local = False
 
     async def connect(self) -> None:
         query = _query(self.scope)
@@ -79,15 +84,22 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.chat_id = str(chat.id)
         self.manager = get_manager()
         self.manager.ensure_sweeper()
-        await self.channel_layer.group_add(group_name(self.chat_id), self.channel_name)
-        self.refresher = asyncio.create_task(self.refresh_membership())
+        self.local = self.manager.hub.local_delivery
+        if not self.local:
+            await self.channel_layer.group_add(group_name(self.chat_id), self.channel_name)
+            self.refresher = asyncio.create_task(self.refresh_membership())
         await self.accept()
         await self.send_snapshot(_since(query.get("since")))
 
     async def send_snapshot(self, since: int | None) -> None:
+        """``agent.state``, then the retained events after ``since``; events published
+        meanwhile wait in ``pending`` and follow, each once, in order."""
         await self.manager.ensure_loaded(self.chat_id)
         state = await database_sync_to_async(store.snapshot)(uuid.UUID(self.chat_id))
+        self.buffering = True
         replay = await self.manager.hub.replay(self.chat_id, since)
+        if self.local:  # in the same step as the replay: no event falls between them
+            self.manager.hub.subscribe(self.chat_id, self)
         state["partial_text"] = replay.partial_text if state["running"] else ""
         if since is not None:
             state["replay_complete"] = replay.complete
@@ -95,6 +107,26 @@ class ChatConsumer(AsyncWebsocketConsumer):
         for _, text in replay.events:
             await self.send(text_data=text)
         self.last_sent = replay.last_seq
+        while self.pending:
+            seq = min(self.pending)
+            text = self.pending.pop(seq)
+            if seq > self.last_sent:
+                self.last_sent = seq
+                await self.send(text_data=text)
+        self.buffering = False
+
+    async def deliver(self, seq: int, text: str) -> None:
+        """An event from this process's hub (embedded default), in seq order."""
+        if self.buffering:
+            self.pending[seq] = text
+            return
+        if seq <= self.last_sent:
+            return
+        self.last_sent = seq
+        try:
+            await self.send(text_data=text)
+        except Exception:  # noqa: BLE001 - one broken socket must not stop the turn
+            logger.debug("dropping an event for a closing socket of chat %s", self.chat_id)
 
     async def refresh_membership(self) -> None:
         """Both channel layers drop group members after a day (``group_expiry``); a
@@ -107,7 +139,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         for task in (self.gap_filler, self.refresher):
             if task:
                 task.cancel()
-        if self.chat_id:
+        if self.chat_id and self.local:
+            self.manager.hub.unsubscribe(self.chat_id, self)
+        elif self.chat_id:
             await self.channel_layer.group_discard(group_name(self.chat_id), self.channel_name)
         # The turn goes on: it belongs to the chat, not to this socket.
 
@@ -144,6 +178,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         """
         seq = message["seq"]
         if seq <= self.last_sent:
+            return
+        if self.buffering:
+            self.pending[seq] = message["text"]
             return
         if seq != self.last_sent + 1:
             self.pending[seq] = message["text"]

@@ -82,10 +82,27 @@ class Replay:
 class LocalEventHub:
     """seq, replay window and fan-out for one process."""
 
+    # Sockets of this process subscribe here and get each event by a direct call: with
+    # one process there is nobody else to fan out to, and the channel layer's queue,
+    # receive loop and dispatch per socket and delta are the costliest part of streaming.
+    local_delivery = True
+
     def __init__(self, max_events: int, max_chats: int = 2000) -> None:
         self.max_events = max_events
         self.max_chats = max_chats
         self._streams: OrderedDict[str, _Stream] = OrderedDict()
+        self._subscribers: dict[str, set[Any]] = {}
+
+    def subscribe(self, chat_id: str, subscriber: Any) -> None:
+        """``subscriber.deliver(seq, text)`` is awaited for every later event."""
+        self._subscribers.setdefault(chat_id, set()).add(subscriber)
+
+    def unsubscribe(self, chat_id: str, subscriber: Any) -> None:
+        subscribers = self._subscribers.get(chat_id)
+        if subscribers is not None:
+            subscribers.discard(subscriber)
+            if not subscribers:
+                del self._subscribers[chat_id]
 
     def is_loaded(self, chat_id: str) -> bool:
         return chat_id in self._streams
@@ -110,7 +127,8 @@ class LocalEventHub:
         seq = stream.last_seq
         text = encode(event_type, data, seq)
         self._keep(stream, seq, event_type, text)
-        await fan_out(chat_id, seq, text)
+        for subscriber in tuple(self._subscribers.get(chat_id, ())):
+            await subscriber.deliver(seq, text)
         return seq
 
     def _keep(self, stream: _Stream, seq: int, event_type: str, text: str) -> None:
@@ -163,6 +181,7 @@ class RedisEventHub:
     """
 
     TTL = 7 * 24 * 3600  # an idle chat's stream is forgotten after a week
+    local_delivery = False  # sockets get events through the channel layer's groups
 
     def __init__(self, url: str, max_events: int) -> None:
         self.url = url

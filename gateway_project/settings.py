@@ -116,7 +116,14 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": _CHANNEL_CAPACITY, "expiry": 60},
+            "CONFIG": {
+                # redis-py 8 reads with a 5 s socket timeout by default, exactly the time
+                # channels-redis blocks in BZPOPMIN waiting for a message: an idle socket
+                # then dies with "Timeout reading" (close 1011). Read longer than it blocks.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 30,
+                           "socket_connect_timeout": 10}],
+                "capacity": _CHANNEL_CAPACITY, "expiry": 60,
+            },
         }
     }
 else:
