@@ -87,6 +87,20 @@ def estimate_tokens(messages: list[dict[str, Any]], tools: list[dict[str, Any]],
     return tokens.count_messages(messages, model) + tokens.count_tools(tools, model)
 
 
+def upper_bound_tokens(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> int:
+    """A bound on ``estimate_tokens`` without a tokenizer: a token is at least one UTF-8
+    byte of the JSON sent (the approximation for unknown models adds its margin), so a
+    context whose JSON is small enough cannot need compaction, and the check before each
+    model call then costs no tokenizer (nor its ~100 MB, loaded on first use)."""
+    size = len(json.dumps([messages, tools], ensure_ascii=False).encode("utf-8",
+                                                                        "surrogatepass"))
+    images = sum(1 for m in messages if isinstance(m.get("content"), list)
+                 for block in m["content"] if isinstance(block, dict)
+                 and block.get("type") != "text")
+    return int(size * (1 + tokens.APPROXIMATION_MARGIN_PERCENT / 100)) + 1 \
+        + images * tokens.IMAGE_TOKENS
+
+
 def should_compact(used: int, window: int, threshold: float, exchanges: int,
                    keep: int) -> bool:
     """True when the context has passed ``threshold`` of the window and there are older

@@ -282,6 +282,8 @@ class AutoCompactor:
         threshold = settings.GATEWAY_COMPACTION_THRESHOLD
         if exchanges <= keep:  # nothing could be compacted: spare the count
             return messages
+        if planning.upper_bound_tokens(messages, toolbox.schemas()) <= threshold * self.window:
+            return messages  # surely below the threshold: spare the tokenizer
         anchor = await db(anchor_for)(self.chat_id, model)
         used = planning.estimate_tokens(messages, toolbox.schemas(), model, anchor)
         if not planning.should_compact(used, self.window, threshold, exchanges, keep):

@@ -104,6 +104,10 @@ else:
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 20,
             },
+            # Keep the connection: Channels closes "old" connections around every
+            # database_sync_to_async call, and reopening SQLite (with its PRAGMAs) each
+            # time was a large part of a turn's start-up cost.
+            "CONN_MAX_AGE": None,
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

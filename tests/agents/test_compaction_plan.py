@@ -230,3 +230,23 @@ def test_the_module_stays_free_of_django() -> None:
             "sys.exit(any(m.split('.')[0] in ('django', 'channels', 'rest_framework') "
             "for m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_the_byte_bound_is_never_below_the_token_estimate():
+    from agents import compaction as plan
+
+    cases = [
+        [{"role": "user", "content": "hello " * 200}],
+        [{"role": "user", "content": "日本語のテキスト" * 50},
+         {"role": "assistant", "content": None, "tool_calls": [
+             {"id": "c", "type": "function", "function": {"name": "bash",
+                                                          "arguments": '{"command": "ls"}'}}]},
+         {"role": "tool", "tool_call_id": "c", "content": "a\nb\n" * 100}],
+        [{"role": "user", "content": [{"type": "text", "text": "see"},
+                                      {"type": "image_url", "image_url": {"url": "x"}}]}],
+    ]
+    tools = [{"type": "function", "function": {"name": "bash", "parameters": {}}}]
+    for messages in cases:
+        for model in ("gpt-4o", "gpt-4", "llama3.1"):
+            assert plan.upper_bound_tokens(messages, tools) >= \
+                plan.estimate_tokens(messages, tools, model)
