@@ -8,7 +8,9 @@ per chat would throw away its connection pool.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import re
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
@@ -168,26 +170,52 @@ async def _stream(client: openai.AsyncOpenAI, kwargs: dict[str, Any], reply: Mod
     """Stream through the openai client's raw response and parse the SSE here.
 
     The client still does the HTTP work (auth, base URL, retries and backoff before the
-    stream starts, status errors); only the per-chunk pydantic models are skipped: they
+    stream starts, status errors); only its per-chunk pydantic models are skipped: they
     cost about six times what the json parsing does, on the hottest path of the gateway.
+
+    Reading and passing text on are two tasks: while one delta is being fanned out, the
+    chunks that arrive meanwhile are joined into the next one. A paced upstream gets one
+    delta per chunk, with no added wait; a fast one (or a busy server) gets fewer, larger
+    deltas, so the per-event cost is not paid per token when that is what falls behind.
     """
     parts: list[str] = []
     calls: dict[int, ToolCall] = {}
+    texts: list[str] = []
+    arrived = asyncio.Event()
+
+    async def read() -> None:
+        try:
+            async with client.chat.completions.with_streaming_response.create(
+                    stream=True, stream_options={"include_usage": True},
+                    **kwargs) as response:
+                pending = b""
+                async for data in response.iter_bytes():
+                    pending += data
+                    *events, pending = _SSE_EVENT_END.split(pending)
+                    done = False
+                    for event in events:
+                        done = _take_event(event, reply, texts, calls) or done
+                    arrived.set()
+                    if done:
+                        return
+                if pending.strip():  # a last event without its blank line
+                    _take_event(pending, reply, texts, calls)
+        finally:
+            arrived.set()
+
+    reader = asyncio.create_task(read())
     try:
-        async with client.chat.completions.with_streaming_response.create(
-                stream=True, stream_options={"include_usage": True}, **kwargs) as response:
-            async for line in response.iter_lines():
-                if not line.startswith("data:"):
-                    continue  # blank separators, comments, "event:" lines
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    break
-                chunk = json.loads(data)
-                if not isinstance(chunk, dict):
-                    raise ValueError(f"unexpected stream data {data[:80]!r}")
-                if "error" in chunk:
-                    raise UpstreamError(f"the stream reported an error: {chunk['error']}")
-                await _take_chunk(chunk, reply, parts, calls, on_delta)
+        while True:
+            await arrived.wait()
+            arrived.clear()
+            if texts:
+                joined = "".join(texts)
+                texts.clear()
+                parts.append(joined)
+                await on_delta(joined)
+            if reader.done() and not texts:
+                break
+        reader.result()  # the reader's error, if it failed
     except httpx2.TimeoutException as exc:
         raise UpstreamError("the request timed out", partial="".join(parts)) from exc
     except httpx2.HTTPError as exc:
@@ -196,6 +224,11 @@ async def _stream(client: openai.AsyncOpenAI, kwargs: dict[str, Any], reply: Mod
     except BaseException:
         reply.text = "".join(parts)
         raise
+    finally:
+        if not reader.done():
+            reader.cancel()
+            with contextlib.suppress(BaseException):
+                await reader
     reply.text = "".join(parts)
     if reply.finish_reason is None:
         raise UpstreamError("the stream ended without a finish reason (cut off?)",
@@ -206,10 +239,30 @@ async def _stream(client: openai.AsyncOpenAI, kwargs: dict[str, Any], reply: Mod
             call.id = f"call_{index}"
 
 
-async def _take_chunk(chunk: dict[str, Any], reply: ModelReply, parts: list[str],
-                      calls: dict[int, ToolCall],
-                      on_delta: Callable[[str], Awaitable[None]]) -> None:
-    """Fold one ``chat.completion.chunk`` into the reply; stream its text out."""
+_SSE_EVENT_END = re.compile(rb"\r?\n\r?\n")
+
+
+def _take_event(event: bytes, reply: ModelReply, text: list[str],
+                calls: dict[int, ToolCall]) -> bool:
+    """Fold one SSE event into the reply (its text into ``text``); True at ``[DONE]``."""
+    for raw in event.splitlines():
+        if not raw.startswith(b"data:"):
+            continue  # comments, "event:" and "id:" lines
+        data = raw[5:].strip()
+        if data == b"[DONE]":
+            return True
+        chunk = json.loads(data)
+        if not isinstance(chunk, dict):
+            raise ValueError(f"unexpected stream data {data[:80]!r}")
+        if "error" in chunk:
+            raise UpstreamError(f"the stream reported an error: {chunk['error']}")
+        _take_chunk(chunk, reply, text, calls)
+    return False
+
+
+def _take_chunk(chunk: dict[str, Any], reply: ModelReply, text: list[str],
+                calls: dict[int, ToolCall]) -> None:
+    """Fold one ``chat.completion.chunk`` into the reply; its text goes to ``text``."""
     usage = chunk.get("usage")
     if usage:
         reply.input_tokens = usage.get("prompt_tokens") or 0
@@ -221,10 +274,8 @@ async def _take_chunk(chunk: dict[str, Any], reply: ModelReply, parts: list[str]
         return
     choice = choices[0]
     delta = choice.get("delta") or {}
-    text = delta.get("content")
-    if text:
-        parts.append(text)
-        await on_delta(text)
+    if delta.get("content"):
+        text.append(delta["content"])
     for piece in delta.get("tool_calls") or ():
         index = piece.get("index", 0)
         call = calls.get(index)

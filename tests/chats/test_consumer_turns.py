@@ -29,8 +29,9 @@ def history(chat) -> list[Message]:
 
 
 async def test_a_streamed_turn_sends_every_delta_and_the_usage(alice, profile, upstream):
+    # Chunks that arrive apart are sent apart (the delay keeps them in separate reads).
     upstream.enqueue(Text("Hello there, world", chunks=["Hel", "lo there", ", world"],
-                          usage=(42, 3)))
+                          usage=(42, 3), delay=0.05))
     chat = await new_chat(alice.user)
     comm, state = await connect(chat.id, alice.token)
     assert state["data"] == {"running": False, "queued": 0, "pending_tool_calls": [],
@@ -220,4 +221,17 @@ async def test_retries_are_bounded_and_then_the_turn_fails_clearly(
     await send(comm, {"type": "user_message", "content": "again"})
     events = await receive_until(comm, ev.TURN_COMPLETE)
     assert text_of(events) == "next turn works"
+    await comm.disconnect()
+
+
+async def test_chunks_that_arrive_together_are_sent_as_fewer_deltas(alice, profile, upstream):
+    words = " ".join(f"w{i}" for i in range(2000))
+    upstream.enqueue(Text(words))
+    chat = await new_chat(alice.user)
+    comm, _ = await connect(chat.id, alice.token)
+    await send(comm, {"type": "user_message", "content": "hi"})
+    events = await receive_until(comm, ev.TURN_COMPLETE)
+    deltas = of_type(events, ev.TEXT_DELTA)
+    assert text_of(events) == words
+    assert 1 <= len(deltas) < 2000  # coalesced per network read, nothing lost
     await comm.disconnect()
