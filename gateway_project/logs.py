@@ -12,6 +12,7 @@ import logging
 import time
 from typing import Any, Callable
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse
 
 request_log = logging.getLogger("gateway.request")
@@ -38,24 +39,45 @@ class JsonFormatter(logging.Formatter):
 
 
 class RequestLogMiddleware:
-    """Logs ``method path status duration_ms user`` for every HTTP request."""
+    """Logs ``method path status duration_ms user`` for every HTTP request.
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+    Sync and async capable: a sync-only middleware at the top of the stack would make
+    Django hop between the event loop and a thread around every other middleware."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self._acall(request)
         started = time.perf_counter()
         response = self.get_response(request)
-        user = getattr(request, "user", None)
-        # DRF authenticates inside the view and leaves the user on the response's request.
-        drf_request = getattr(response, "renderer_context", {}).get("request")
-        if drf_request is not None:
-            user = getattr(drf_request, "_user", user)
-        request_log.info(
-            "request", extra={
-                "method": request.method, "path": request.path,
-                "status": response.status_code,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                "user": getattr(user, "username", None) or None,
-            })
+        _log_request(request, response, started)
         return response
+
+    async def _acall(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        response = await self.get_response(request)
+        _log_request(request, response, started)
+        return response
+
+
+def _log_request(request: HttpRequest, response: HttpResponse, started: float) -> None:
+    user = getattr(request, "user", None)
+    # DRF authenticates inside the view and leaves the user on the response's request.
+    drf_request = getattr(response, "renderer_context", {}).get("request")
+    if drf_request is not None:
+        user = getattr(drf_request, "_user", user)
+    request_log.info(
+        "request", extra={
+            "method": request.method, "path": request.path,
+            "status": response.status_code,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            "user": getattr(user, "username", None) or None,
+        })
