@@ -148,6 +148,14 @@ def result_text(result: mcp_types.CallToolResult, limit: int) -> str:
     return text
 
 
+def _raise_if_cancelled() -> None:
+    """Re-raise a cancel of this task that a task group swallowed: anyio may report a
+    child's error instead of our cancel when both happen at once."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def _stderr_tail(errlog: IO[str]) -> str:
     with contextlib.suppress(OSError, ValueError):
         errlog.seek(0)
@@ -176,6 +184,8 @@ class _Server:
     settled: asyncio.Event = field(default_factory=asyncio.Event)  # first attempt is over
     lost: asyncio.Event = field(default_factory=asyncio.Event)  # a call saw it die
     task: asyncio.Task[None] | None = None
+    scope: anyio.CancelScope | None = None  # the current session's, while there is one
+    stopping: bool = False
 
     @property
     def name(self) -> str:
@@ -185,11 +195,21 @@ class _Server:
         self.task = asyncio.create_task(self._supervise(), name=f"mcp-server:{self.name}")
 
     async def stop(self) -> None:
-        print("STOP", self.name, self.status, time.monotonic())
-        if self.task and not self.task.done():
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(self.task, 10)
+        """End the session and the supervisor. A session is cancelled through its anyio
+        scope: the SDK shields its shutdown (close stdin, wait, kill the process group)
+        from anyio cancels only, and a native ``task.cancel()`` could cut it short and
+        leave the server process running."""
+        self.stopping = True
+        task = self.task
+        if task and not task.done():
+            if self.scope is not None:
+                self.scope.cancel()
+            else:  # between sessions (backoff): nothing of the SDK is running
+                task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=15)
+            if not done:
+                logger.warning("MCP server %r did not stop in time", self.name)
+                task.cancel()
         self._set(None, [])
 
     def _set(self, client: Client | None, tools: list[mcp_types.Tool]) -> None:
@@ -214,6 +234,9 @@ class _Server:
                     message = f"{message} (stderr: {stderr})"
             finally:
                 errlog.close()
+            _raise_if_cancelled()
+            if self.stopping:
+                return
             if self.client is not None:
                 delay = self.options.backoff_initial  # it worked for a while: start over
             self._set(None, [])
@@ -250,19 +273,25 @@ class _Server:
             transport = self._transport(errlog, stack)
             # One anyio scope around the whole session (scopes must nest): its deadline
             # bounds the connection and is lifted once the tools are listed.
-            with anyio.CancelScope(deadline=anyio.current_time()
-                                   + self.options.connect_timeout) as scope:
-                async with Client(transport, read_timeout_seconds=self.options.call_timeout,
-                                  client_info=mcp_types.Implementation(
-                                      name="agent-gateway", version="1")) as client:
-                    tools = await self._list_tools(client)
-                    scope.deadline = math.inf
-                    self._set(client, tools)
-                    self.status.state, self.status.message = "connected", None
-                    self.settled.set()
-                    logger.info("MCP server %r connected: %d tool(s)", self.name, len(tools))
-                    await self._watch(client)
-            if scope.cancelled_caught:
+            self.scope = anyio.CancelScope(deadline=anyio.current_time()
+                                           + self.options.connect_timeout)
+            try:
+                with self.scope:
+                    async with Client(transport,
+                                      read_timeout_seconds=self.options.call_timeout,
+                                      client_info=mcp_types.Implementation(
+                                          name="agent-gateway", version="1")) as client:
+                        tools = await self._list_tools(client)
+                        self.scope.deadline = math.inf
+                        self._set(client, tools)
+                        self.status.state, self.status.message = "connected", None
+                        self.settled.set()
+                        logger.info("MCP server %r connected: %d tool(s)", self.name,
+                                    len(tools))
+                        await self._watch(client)
+            finally:
+                cancelled, self.scope = self.scope.cancelled_caught, None
+            if cancelled and not self.stopping:
                 raise McpCallError(f"no answer within {self.options.connect_timeout:g} s "
                                    "of starting")
 
@@ -349,18 +378,21 @@ class McpManager:
         configs = await self.loader()
         async with self._lock:
             await self._apply(configs)
-        if wait:
-            pending = [s.settled.wait() for s in self._servers.values() if not s.settled.is_set()]
-            if pending:
-                await asyncio.wait([asyncio.ensure_future(p) for p in pending],
-                                   timeout=self.options.connect_timeout + 1)
+        starting = [s.settled for s in self._servers.values() if not s.settled.is_set()]
+        if wait and starting:
+            waits = [asyncio.ensure_future(event.wait()) for event in starting]
+            # Past the connect timeout the SDK still takes a few seconds to stop the
+            # process (close stdin, wait, terminate) before the failure is reported.
+            await asyncio.wait(waits, timeout=self.options.connect_timeout + 8)
+            for waiter in waits:
+                waiter.cancel()
 
     async def _apply(self, configs: list[ServerConfig]) -> None:
         wanted = {c.name: c for c in configs}
-        for name, server in list(self._servers.items()):
-            if wanted.get(name) != server.config:
-                del self._servers[name]
-                await server.stop()
+        gone = [s for name, s in self._servers.items() if wanted.get(name) != s.config]
+        for server in gone:
+            del self._servers[server.name]
+        await asyncio.gather(*(server.stop() for server in gone))
         for name, config in wanted.items():
             if name not in self._servers:
                 server = _Server(config, self.options, self._reindex)
@@ -377,7 +409,9 @@ class McpManager:
             await self._apply([])
 
     def statuses(self) -> dict[str, dict[str, Any]]:
-        return {name: s.status.to_dict() for name, s in sorted(self._servers.items())}
+        """Each server's status; sync code in other threads may call it."""
+        servers = dict(self._servers)  # one C-level copy: safe while the loop changes it
+        return {name: servers[name].status.to_dict() for name in sorted(servers)}
 
     # -- the ToolProvider --------------------------------------------------------------
     def _reindex(self) -> None:
@@ -398,7 +432,9 @@ class McpManager:
                     "parameters": tool.input_schema or {"type": "object", "properties": {}},
                 }})
         for name, entry in self._index.items():
-            if name not in index and entry.server is self._servers.get(entry.server.name):
+            server = entry.server
+            if name not in index and server.client is None \
+                    and server is self._servers.get(server.name):
                 index[name] = entry  # its server is reconnecting
         self._index = index  # one assignment: readers in other threads see old or new
 
@@ -408,14 +444,6 @@ class McpManager:
     def schemas(self) -> list[dict[str, Any]]:
         return [t.schema for t in self._index.values() if t.server.client is not None]
 
-    def tools_by_server(self) -> dict[str, list[dict[str, Any]]]:
-        """Connected servers' tool schemas, by server (for the system prompt)."""
-        grouped: dict[str, list[dict[str, Any]]] = {}
-        for entry in self._index.values():
-            if entry.server.client is not None:
-                grouped.setdefault(entry.server.name, []).append(entry.schema)
-        return grouped
-
     async def run(self, name: str, args: dict[str, Any], env: ToolEnv) -> ToolResult:
         entry = self._index.get(name)
         if entry is None:
@@ -423,9 +451,11 @@ class McpManager:
         try:
             result = await entry.server.call(entry.tool, args)
         except McpCallError as exc:
+            _raise_if_cancelled()
             failure = f"The MCP tool {name} failed: server {entry.server.name!r} {exc}"
             return ToolResult(f"Error: {failure}", is_error=True, failure=failure)
         except Exception as exc:  # noqa: BLE001 - an SDK surprise must not end the turn
+            _raise_if_cancelled()
             logger.exception("MCP tool %s failed", name)
             failure = f"The MCP tool {name} failed: {describe(exc)}"
             return ToolResult(f"Error: {failure}", is_error=True, failure=failure)

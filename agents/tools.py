@@ -116,7 +116,10 @@ def confine(workspace: Path, raw: Any) -> Path:
     if Path(path).is_absolute() or path.startswith("~"):
         raise ToolError(f"{raw!r} is outside the workspace: use a path relative to it")
     root = workspace.resolve()
-    target = (root / path).resolve()
+    try:
+        target = (root / path).resolve()
+    except RuntimeError:  # a symlink loop (Python < 3.13 raises RuntimeError for it)
+        raise ToolError(f"{raw!r} goes through a symlink loop") from None
     if target != root and not target.is_relative_to(root):
         raise ToolError(f"{raw!r} resolves outside the workspace; refused")
     return target

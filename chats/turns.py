@@ -28,10 +28,10 @@ from agents.providers import ToolCall
 from agents import toolbox
 from agents.tools import ToolEnv
 from chats import compaction, store
-from chats.system_prompt import system_prompt_for
 from chats.hub import control_group, make_hub
-from permissions.resolver import level_for
+from chats.system_prompt import system_prompt_for
 from mcp_servers import runtime as mcp_runtime
+from permissions.resolver import level_for
 
 logger = logging.getLogger(__name__)
 turn_log = logging.getLogger("gateway.turn")

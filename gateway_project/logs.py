@@ -69,7 +69,9 @@ class RequestLogMiddleware:
 
 
 def _log_request(request: HttpRequest, response: HttpResponse, started: float) -> None:
-    user = getattr(request, "user", None)
+    # Only a user already loaded: touching request.user would query the session's user,
+    # which is not allowed in the event loop (and is work the request did not need).
+    user = getattr(request, "_cached_user", None)
     # DRF authenticates inside the view and leaves the user on the response's request.
     drf_request = getattr(response, "renderer_context", {}).get("request")
     if drf_request is not None:

@@ -29,8 +29,8 @@ CLOSE_RATE_LIMITED = 4029  # a socket's "429"
 
 
 def client_of_request(request: Any) -> str:
-    """The client address of an HTTP request (daphne's --proxy-headers has already put
-    X-Forwarded-For there when a trusted proxy sent it)."""
+    """The client address of an HTTP request. ``serve`` runs daphne with --proxy-headers,
+    which puts the first X-Forwarded-For entry here, from whoever sent it."""
     return request.META.get("REMOTE_ADDR") or "unknown"
 
 

@@ -219,3 +219,20 @@ GATEWAY_MCP_CONNECT_TIMEOUT = envfloat("GATEWAY_MCP_CONNECT_TIMEOUT", 30.0, mini
 GATEWAY_MCP_PROBE_INTERVAL = envfloat("GATEWAY_MCP_PROBE_INTERVAL", 15.0, minimum=0.1)
 GATEWAY_MCP_BACKOFF_MAX = envfloat("GATEWAY_MCP_BACKOFF_MAX", 120.0, minimum=1.0)
 GATEWAY_SKILLS_DIR = envpath("GATEWAY_SKILLS_DIR", GATEWAY_DATA_DIR / "skills")
+
+# GATEWAY_MAX_BODY_BYTES for every request, chunked ones too (gateway_project/limits.py);
+# after the request log, so refused requests are logged.
+MIDDLEWARE.insert(MIDDLEWARE.index("gateway_project.logs.RequestLogMiddleware") + 1,
+                  "gateway_project.limits.BodyLimitMiddleware")
+
+# Failed-authentication limit per client address (gateway_project/ratelimit.py); 0 turns
+# it off. The counts live in Django's cache: per process by default (LocMemCache), shared
+# by every process through Redis when REDIS_URL is set.
+GATEWAY_AUTH_FAIL_LIMIT = envint("GATEWAY_AUTH_FAIL_LIMIT", 20, minimum=0)
+# Client addresses from X-Forwarded-For only behind a proxy that sets it: otherwise any
+# client could pick its own address (and escape the limit above).
+GATEWAY_TRUST_PROXY_HEADERS = envbool("GATEWAY_TRUST_PROXY_HEADERS", False)
+GATEWAY_AUTH_FAIL_WINDOW = envint("GATEWAY_AUTH_FAIL_WINDOW", 60, minimum=1)
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                          "LOCATION": REDIS_URL, "KEY_PREFIX": "gateway-cache"}}

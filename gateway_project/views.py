@@ -17,6 +17,12 @@ from gateway_project.api import validated
 from gateway_project.auth import create_token
 from gateway_project.errors import GatewayError
 from gateway_project.models import ApiToken
+from gateway_project.schema import (
+    HealthBody,
+    TokenCreatedBody,
+    TokenListBody,
+    responses,
+)
 from mcp_servers.runtime import statuses as mcp_statuses
 
 
@@ -46,6 +52,7 @@ class HealthView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
+    @extend_schema(responses=responses({200: HealthBody}, auth=False))
     def get(self, request: Request) -> Response:
         return Response(health_report())
 
@@ -57,13 +64,15 @@ class TokenCreateSerializer(serializers.Serializer):
 
 
 class TokenListView(APIView):
+    @extend_schema(responses=responses({200: TokenListBody}))
     def get(self, request: Request) -> Response:
         tokens = ApiToken.objects.filter(user=request.user)
         current = getattr(request.auth, "digest", None)
         return Response({"tokens": [dict(t.to_dict(), current=t.digest == current)
                                     for t in tokens]})
 
-    @extend_schema(request=TokenCreateSerializer)
+    @extend_schema(request=TokenCreateSerializer,
+                   responses=responses({201: TokenCreatedBody}, body=True))
     def post(self, request: Request) -> Response:
         body = validated(TokenCreateSerializer, request)
         days = body.get("expires_in_days")
@@ -73,6 +82,7 @@ class TokenListView(APIView):
 
 
 class TokenDetailView(APIView):
+    @extend_schema(responses=responses({204: None}, 404))
     def delete(self, request: Request, token_id: str) -> Response:
         deleted, _ = ApiToken.objects.filter(user=request.user, token_key=token_id).delete()
         if not deleted:

@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from gateway_project.api import IsAdminOrReadOnly, validated
+from gateway_project.schema import PermissionsBody, SandboxBody, ToolsBody, responses
 from permissions.models import LEVELS, MODES, WORKSPACE_MODES, PermissionPolicy, SandboxConfig
 
 
@@ -52,10 +53,12 @@ def _apply(obj: Any, changes: dict[str, Any]) -> None:
 class PermissionsView(APIView):
     permission_classes = [IsAdminOrReadOnly]
 
+    @extend_schema(responses=responses({200: PermissionsBody}))
     def get(self, request: Request) -> Response:
         return Response(PermissionPolicy.load().to_dict())
 
-    @extend_schema(request=PermissionsSerializer)
+    @extend_schema(request=PermissionsSerializer,
+                   responses=responses({200: PermissionsBody}, 403, body=True))
     def put(self, request: Request) -> Response:
         """Partial update; ``tool_overrides``, when given, replaces the whole map."""
         policy = PermissionPolicy.load()
@@ -64,6 +67,7 @@ class PermissionsView(APIView):
 
 
 class ToolsView(APIView):
+    @extend_schema(responses=responses({200: ToolsBody}))
     def get(self, request: Request) -> Response:
         return Response({"tools": available_tools()})
 
@@ -71,10 +75,12 @@ class ToolsView(APIView):
 class SandboxConfigView(APIView):
     permission_classes = [IsAdminOrReadOnly]
 
+    @extend_schema(responses=responses({200: SandboxBody}))
     def get(self, request: Request) -> Response:
         return Response(SandboxConfig.load().to_dict())
 
-    @extend_schema(request=SandboxSerializer)
+    @extend_schema(request=SandboxSerializer,
+                   responses=responses({200: SandboxBody}, 403, body=True))
     def put(self, request: Request) -> Response:
         config = SandboxConfig.load()
         _apply(config, validated(SandboxSerializer, request, partial=True))

@@ -14,6 +14,13 @@ from rest_framework.views import APIView
 
 from gateway_project.api import IsAdminOrReadOnly, StrictSerializer, validated
 from gateway_project.errors import GatewayError
+from gateway_project.schema import (
+    DefaultProfileBody,
+    PROFILE_NAME,
+    NamedProfileBody,
+    ProfilesBody,
+    responses,
+)
 from profiles.models import PROVIDERS, ModelProfile
 
 
@@ -92,10 +99,12 @@ def profiles_listing() -> dict[str, Any]:
 class ProfileListView(APIView):
     permission_classes = [IsAdminOrReadOnly]
 
+    @extend_schema(responses=responses({200: ProfilesBody}), operation_id="api_profiles_list")
     def get(self, request: Request) -> Response:
         return Response(profiles_listing())
 
-    @extend_schema(request=ProfileCreateSerializer)
+    @extend_schema(request=ProfileCreateSerializer,
+                   responses=responses({201: NamedProfileBody}, 403, 409, body=True))
     def post(self, request: Request) -> Response:
         body = validated(ProfileCreateSerializer, request)
         fields = body["profile"]
@@ -121,10 +130,12 @@ class ProfileListView(APIView):
 class ProfileDetailView(APIView):
     permission_classes = [IsAdminOrReadOnly]
 
+    @extend_schema(parameters=[PROFILE_NAME], responses=responses({200: NamedProfileBody}, 404))
     def get(self, request: Request, name: str) -> Response:
         profile = profile_by_name(name)
         return Response({"name": profile.name, "profile": profile.to_dict()})
 
+    @extend_schema(parameters=[PROFILE_NAME], responses=responses({204: None}, 400, 403, 404))
     def delete(self, request: Request, name: str) -> Response:
         profile = profile_by_name(name)
         if profile.is_default:
@@ -137,11 +148,13 @@ class ProfileDetailView(APIView):
 class DefaultProfileView(APIView):
     permission_classes = [IsAdminOrReadOnly]
 
+    @extend_schema(responses=responses({200: DefaultProfileBody}))
     def get(self, request: Request) -> Response:
         default = ModelProfile.get_default()
         return Response({"default": default.name if default else None})
 
-    @extend_schema(request=ProfileNameSerializer)
+    @extend_schema(request=ProfileNameSerializer,
+                   responses=responses({200: DefaultProfileBody}, 403, body=True))
     def put(self, request: Request) -> Response:
         profile = profile_by_name(validated(ProfileNameSerializer, request)["name"], in_body=True)
         profile.make_default()

@@ -9,6 +9,8 @@ from typing import Any, Iterator
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.cache import caches
+from django.core.cache.backends.locmem import LocMemCache
 from rest_framework.test import APIClient
 
 from gateway_project.auth import create_token
@@ -66,6 +68,15 @@ def _workspaces(settings: Any, tmp_path: Path) -> Path:
     """Each test gets its own workspace root."""
     settings.GATEWAY_WORKSPACE = tmp_path / "workspaces"
     return settings.GATEWAY_WORKSPACE
+
+
+@pytest.fixture(autouse=True)
+def _auth_fail_counts() -> Iterator[None]:
+    """Failed-authentication counts (``gateway_project.ratelimit``) do not leak from one
+    test into the next. Only a per-process cache is cleared: a Redis one is shared."""
+    yield
+    if isinstance(caches["default"], LocMemCache):
+        caches["default"].clear()
 
 
 @pytest.fixture(scope="session")

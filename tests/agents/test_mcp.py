@@ -5,12 +5,13 @@ restarts with backoff, timeouts, configuration changes."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 
@@ -55,9 +56,7 @@ async def manager() -> AsyncIterator[Make]:
 
     yield make
     for m in made:
-        t0 = time.monotonic()
         await m.close()
-        print("CLOSE", time.monotonic() - t0)
 
 
 async def eventually(check: Callable[[], bool], timeout: float = 20) -> None:
@@ -86,6 +85,16 @@ async def test_a_stdio_server_connects_and_its_tools_are_prefixed(manager: Make,
     result = await m.run("echo__fail", {"reason": "nope"}, env(tmp_path))
     assert result.is_error is True and result.failure is None
     assert "fail" in result.content
+    # Registered, its tools are everywhere tools are listed and run.
+    toolbox.register(m)
+    try:
+        assert "echo__echo" in toolbox.names()
+        assert "echo__echo" in [s["function"]["name"] for s in toolbox.schemas()]
+        assert (await toolbox.run("echo__echo", {"text": "t"}, env(tmp_path))).content \
+            == "echo: t"
+    finally:
+        toolbox.unregister(m)
+    assert "echo__echo" not in toolbox.names()
 
 
 def test_tool_names_are_made_safe_for_function_calling() -> None:
@@ -125,6 +134,20 @@ async def test_a_server_that_cannot_start_is_reported_and_others_still_work(
     assert (await m.run("echo__echo", {"text": "ok"}, env(tmp_path))).content == "echo: ok"
     # It keeps being retried, with a growing delay.
     await eventually(lambda: m.statuses()["broken"]["restarts"] >= 3)
+
+
+async def test_a_server_that_does_not_answer_is_given_up_after_the_connect_timeout(
+        manager: Make) -> None:
+    impatient = ManagerOptions(call_timeout=5, connect_timeout=0.5, probe_interval=5,
+                               backoff_initial=30)
+    started = time.monotonic()
+    m, _ = await manager(ServerConfig("mute", "stdio", command="sleep", args=("30",)),
+                         options=impatient)
+
+    assert time.monotonic() - started < 5
+    status = m.statuses()["mute"]
+    assert status["state"] == "error"
+    assert status["message"] == "no answer within 0.5 s of starting"
 
 
 async def test_a_server_that_dies_fails_the_call_and_is_restarted(manager: Make,
@@ -183,19 +206,6 @@ async def test_configuration_changes_start_restart_and_stop_servers(manager: Mak
     assert m.names() == [] and m.statuses() == {}
 
 
-async def test_the_manager_is_a_toolbox_provider(manager: Make, tmp_path: Path) -> None:
-    m, _ = await manager(stdio())
-    toolbox.register(m)
-    try:
-        assert "echo__echo" in toolbox.names()
-        assert "echo__echo" in [s["function"]["name"] for s in toolbox.schemas()]
-        assert (await toolbox.run("echo__echo", {"text": "t"}, env(tmp_path))).content \
-            == "echo: t"
-    finally:
-        toolbox.unregister(m)
-    assert "echo__echo" not in toolbox.names()
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -203,10 +213,10 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def http_server(monkeypatch: pytest.MonkeyPatch) -> Any:
+def http_server() -> Iterator[str]:
     port = _free_port()
     proc = subprocess.Popen([sys.executable, str(SERVER), "--http", str(port)],
-                            env={**__import__("os").environ, "EXPECTED_TOKEN": "s3cret"})
+                            env={**os.environ, "EXPECTED_TOKEN": "s3cret"})
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -218,10 +228,8 @@ def http_server(monkeypatch: pytest.MonkeyPatch) -> Any:
                 pytest.fail("the HTTP MCP server did not start")
             time.sleep(0.1)
     yield f"http://127.0.0.1:{port}/mcp"
-    t0 = time.monotonic()
     proc.kill()
     proc.wait(10)
-    print("KILL", time.monotonic() - t0)
 
 
 async def test_a_streamable_http_server_gets_the_bearer_token_from_the_environment(

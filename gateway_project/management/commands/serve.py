@@ -14,6 +14,11 @@ from gateway_project.auth import create_token
 from gateway_project.models import ApiToken
 
 
+# Socket messages up to this many times GATEWAY_MAX_FRAME_BYTES are read and refused with
+# agent.error; larger ones close the connection (1009) before they are buffered whole.
+WS_HARD_LIMIT_FACTOR = 4
+
+
 class Command(BaseCommand):
     help = "Apply migrations, ensure an admin user and token exist, and run the server."
 
@@ -33,9 +38,13 @@ class Command(BaseCommand):
         self.stdout.flush()
         from daphne.cli import CommandLineInterface
 
+        # daphne's own limit (1 MiB by default) would drop the socket at ours already.
+        hard_limit = str(settings.GATEWAY_MAX_FRAME_BYTES * WS_HARD_LIMIT_FACTOR)
         CommandLineInterface().run([
             "-b", opts["host"], "-p", str(opts["port"]),
-            "--proxy-headers", "--access-log", os.devnull if not settings.DEBUG else "-",
+            *(["--proxy-headers"] if settings.GATEWAY_TRUST_PROXY_HEADERS else []),
+            "--access-log", os.devnull if not settings.DEBUG else "-",
+            "--websocket-max-message-size", hard_limit, "--websocket-max-frame-size", hard_limit,
             "gateway_project.asgi:application",
         ])
 
