@@ -49,6 +49,7 @@ import re
 import threading
 from collections.abc import Sequence
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Protocol
 
 __all__ = [
@@ -423,13 +424,38 @@ _codecs: dict[str, _Codec] = {}
 _codecs_lock = threading.Lock()
 
 
+def _bindings_module() -> Any:
+    """bpe_openai's Rust extension, loaded without running the package's ``__init__``.
+
+    The package's import builds a registry that decodes every vocabulary it ships into
+    Python dicts (about 0.5 s and 60 MB kept by the process), none of which the Rust
+    tokenizer needs: it carries its own data. Loading the extension alone costs ~1 MB,
+    plus ~30 MB for cl100k when first used. Falls back to the normal import.
+    """
+    import importlib.machinery
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("bpe_openai")
+        folder = Path(next(iter(spec.submodule_search_locations)))  # type: ignore[union-attr]
+        path = next(folder.glob("_bindings*.so"))
+        loader = importlib.machinery.ExtensionFileLoader("bpe_openai._bindings", str(path))
+        ext_spec = importlib.util.spec_from_file_location("bpe_openai._bindings", path,
+                                                          loader=loader)
+        module = importlib.util.module_from_spec(ext_spec)  # type: ignore[arg-type]
+        loader.exec_module(module)
+        return module
+    except (ImportError, StopIteration, AttributeError, TypeError, OSError):
+        from bpe_openai import _bindings
+
+        return _bindings
+
+
 def _load_codec(encoding_name: str) -> _Codec:
     """Build the tokenizer for *encoding_name* from the data in the wheel."""
-    # Imported here, not at module load: importing bpe_openai costs ~0.5 s
-    # and ~60 MB, which processes that never count should not pay.
-    from bpe_openai import _bindings
-
-    return _BpeCodec(encoding_name, _bindings.tokenizer_for_encoding(encoding_name))
+    # Loaded here, not at module load: processes that never count should not pay.
+    return _BpeCodec(encoding_name,
+                     _bindings_module().tokenizer_for_encoding(encoding_name))
 
 
 def _get_codec(encoding_name: str) -> _Codec:

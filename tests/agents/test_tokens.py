@@ -683,3 +683,26 @@ def test_counting_speed_of_a_long_history(capsys):
         )
     with capsys.disabled():
         print("\n" + "\n".join(lines))
+
+
+def test_counting_loads_the_rust_tokenizer_without_the_packages_registry():
+    """The package's __init__ decodes every vocabulary into Python dicts (~60 MB kept);
+    the gateway loads only the extension, and only the encoding it counts with."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = (
+        "import sys\n"
+        "sys.path.insert(0, %r)\n"
+        "def rss():\n"
+        "    return int([l for l in open('/proc/self/status')"
+        " if l.startswith('VmRSS')][0].split()[1]) // 1024\n"
+        "from agents import tokens\n"
+        "before = rss()\n"
+        "assert tokens.count_text('hello world', 'gpt-4') == 2\n"
+        "assert 'bpe_openai' not in sys.modules\n"
+        "print(rss() - before)\n" % str(Path(__file__).resolve().parents[2]))
+    grown = int(subprocess.run([sys.executable, "-c", script], capture_output=True,
+                               text=True, check=True).stdout.strip())
+    assert grown < 55, f"loading cl100k grew the process by {grown} MB"
