@@ -65,7 +65,9 @@ def anon() -> APIClient:
 
 @pytest.fixture(autouse=True)
 def _workspaces(settings: Any, tmp_path: Path) -> Path:
-    """Each test gets its own workspace root."""
+    """Each test gets its own workspace root (and an empty skills folder, so skills a
+    developer keeps in ./data/skills never reach a test's prompt)."""
+    settings.GATEWAY_SKILLS_DIR = tmp_path / "skills"
     settings.GATEWAY_WORKSPACE = tmp_path / "workspaces"
     return settings.GATEWAY_WORKSPACE
 
