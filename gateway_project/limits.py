@@ -9,13 +9,13 @@ was sent, and a chunked one within the limit gets its real length so DRF reads i
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 from gateway_project.errors import json_error
+from gateway_project.middleware import HybridMiddleware
 
 
 def refusal(request: HttpRequest) -> HttpResponse | None:
@@ -39,18 +39,8 @@ def refusal(request: HttpRequest) -> HttpResponse | None:
                       f"The body is larger than the limit of {limit} bytes.", 413)
 
 
-class BodyLimitMiddleware:
-    """Sync and async capable, like every other middleware of the stack (a sync-only one
-    would make Django hop to a thread around the rest)."""
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
+class BodyLimitMiddleware(HybridMiddleware):
+    """Refuses bodies over GATEWAY_MAX_BODY_BYTES before any view runs."""
 
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:

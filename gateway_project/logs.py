@@ -10,10 +10,11 @@ import datetime as dt
 import json
 import logging
 import time
-from typing import Any, Callable
+from typing import Any
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse
+
+from gateway_project.middleware import HybridMiddleware
 
 request_log = logging.getLogger("gateway.request")
 
@@ -38,20 +39,8 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str, ensure_ascii=False)
 
 
-class RequestLogMiddleware:
-    """Logs ``method path status duration_ms user`` for every HTTP request.
-
-    Sync and async capable: a sync-only middleware at the top of the stack would make
-    Django hop between the event loop and a thread around every other middleware."""
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
+class RequestLogMiddleware(HybridMiddleware):
+    """Logs ``method path status duration_ms user`` for every HTTP request."""
 
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:
