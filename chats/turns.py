@@ -239,12 +239,11 @@ class TurnManager:
         owner = None if chat_id in self.tasks else self._new_owner()
         message_id, queued, setup = await db(store.enqueue_and_start)(
             uuid.UUID(chat_id), content, stream, owner, settings.GATEWAY_TURN_LEASE_SECONDS)
-        queued_event = {"message_id": message_id, "position": queued}
-        if setup is None:
-            await self.publish(chat_id, ev.QUEUED, queued_event)
-        else:  # the drain task announces it, so it always comes before turn_started
-            self.tasks[chat_id] = asyncio.create_task(
-                self._drain(chat_id, owner, setup, queued_event))
+        # Announced before the turn's task exists, so it always precedes turn_started.
+        # (The database lock, not self.tasks, is what keeps a second turn from starting.)
+        await self.publish(chat_id, ev.QUEUED, {"message_id": message_id, "position": queued})
+        if setup is not None:
+            self.tasks[chat_id] = asyncio.create_task(self._drain(chat_id, owner, setup))
         return message_id
 
     def _new_owner(self) -> str:
@@ -270,15 +269,13 @@ class TurnManager:
                                              {"type": "turn.verdicts", "verdicts": verdicts})
 
     # -- the drain loop ----------------------------------------------------------------
-    async def _drain(self, chat_id: str, owner: str, first: store.TurnSetup | None = None,
-                     queued_event: dict[str, Any] | None = None) -> None:
+    async def _drain(self, chat_id: str, owner: str,
+                     first: store.TurnSetup | None = None) -> None:
         key = uuid.UUID(chat_id)
         control = ControlChannel(chat_id)
         heartbeat = asyncio.create_task(self._heartbeat(key, owner))
         try:
             await self.ensure_loaded(chat_id)
-            if queued_event:
-                await self.hub.publish(chat_id, ev.QUEUED, queued_event)
             await control.open()
             setup = first or await db(store.start_next)(key)
             while setup is not None:
