@@ -9,7 +9,6 @@ tool calls may run (the policy and the user's approval live behind it), and a sm
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Protocol
 
@@ -229,6 +228,3 @@ def arguments_for_display(call: ToolCall) -> dict[str, Any]:
     except ValueError:
         return {"_raw": call.arguments}
 
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

@@ -19,12 +19,6 @@ class IsAdminOrReadOnly(permissions.BasePermission):
         return request.method in permissions.SAFE_METHODS or bool(user.is_staff)
 
 
-class IsAdmin(permissions.BasePermission):
-    def has_permission(self, request: Request, view: APIView) -> bool:
-        user = request.user
-        return bool(user and user.is_authenticated and user.is_staff)
-
-
 class StrictSerializer(serializers.Serializer):
     """Refuses keys it does not know, also when nested in another serializer (``validated``
     only sees the top level)."""
