@@ -238,6 +238,9 @@ def _fs_error(exc: OSError, path: str) -> FsError:
         errno.EEXIST: ("exists", f"{shown} already exists"),
         errno.ENOTEMPTY: ("exists", f"{shown} is a folder that is not empty"),
         errno.ENAMETOOLONG: ("invalid", f"{shown[:80]} is too long a path"),
+        # A socket (or a FIFO opened for writing with no reader) cannot be opened at all.
+        errno.ENXIO: ("not_regular", f"{shown} is not a regular file (a FIFO, socket or "
+                                     "device); refused"),
     }
     code, message = messages.get(exc.errno, ("io", f"{shown}: {exc.strerror or exc}"))
     return FsError(code, message)

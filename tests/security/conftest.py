@@ -1,7 +1,7 @@
 """A real ``serve`` for the attack tests, with a fake upstream that plays one script per
 chat, and helpers to run a turn over a real WebSocket and to make users.
 
-Each test makes its own users (so its own workspaces) and tags its messages
+Each test uses its own users (so its own workspaces) and tags its messages
 ``<tag>: ...``; the upstream answers a request with the script registered for the tag.
 """
 
@@ -23,11 +23,13 @@ from typing import Any, Callable, Iterator
 import pytest
 import websockets
 
-from tests.e2e.server import ROOT, ServeProcess
+from tests.e2e.server import ROOT, TOKEN_LINE, ServeProcess
 from tests.fake_upstream import FakeUpstream, Reply, Text, ToolCalls, last_user_text
 
 Script = Callable[[dict], Reply]
-_users = itertools.count(1)
+# One workspace per attack (a user's workspace is named after the user).
+USERS = ["reader", "writer", "victim", "skiller", "marker", "fifo", "bystander", "nodes",
+         "big", "big-bystander"]
 
 
 class Gateway:
@@ -37,6 +39,7 @@ class Gateway:
         self.server = server
         self.upstream = upstream
         self.scripts: dict[str, Script] = {}
+        self.tokens: dict[str, str] = {}
         upstream.default_reply = self._reply
 
     @property
@@ -52,12 +55,21 @@ class Gateway:
         script = self.scripts.get(tag)
         return script(body) if script else Text("no script")
 
-    def user(self, prefix: str) -> tuple[str, str]:
-        """A new member: (username, token), made with ``manage.py issue_token``."""
-        name = f"{prefix}{next(_users)}"
-        out = subprocess.run([sys.executable, "manage.py", "issue_token", name], cwd=ROOT,
-                             env=self.server.env, capture_output=True, text=True, check=True)
-        return name, out.stdout.strip().splitlines()[-1]
+    def make_users(self, names: list[str]) -> None:
+        """Members made by ``manage.py issue_token``, all in one process (a Django start
+        costs seconds): each prints its token as one line."""
+        script = ("from django.core.management import call_command\n"
+                  f"for name in {names!r}:\n    call_command('issue_token', name)\n")
+        out = subprocess.run([sys.executable, "manage.py", "shell", "-c", script], cwd=ROOT,
+                             env=self.server.env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        tokens = TOKEN_LINE.findall(out.stdout)
+        assert len(tokens) == len(names), out.stdout
+        self.tokens.update(zip(names, tokens))
+
+    def user(self, name: str) -> tuple[str, str]:
+        """One of ``USERS``: (username, token); each test uses its own."""
+        return name, self.tokens[name]
 
     def chat(self, token: str) -> str:
         with self.server.client(token) as http:
@@ -182,6 +194,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
                 if shutil.which("bwrap"):  # as in the reports: the sandbox on
                     assert http.put("/api/config/sandbox", json={"enabled": True}
                                     ).status_code == 200
-            yield Gateway(server, upstream)
+            gateway = Gateway(server, upstream)
+            gateway.make_users(USERS)
+            yield gateway
         finally:
             server.stop()
