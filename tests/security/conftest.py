@@ -184,7 +184,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
             "DATABASE_URL": "", "REDIS_URL": "", "OPENAI_API_KEY": "",
             "GATEWAY_SKILLS_DIR": str(data / "skills"), "GATEWAY_MAX_TOOL_ROUNDS": "400"})
         try:
-            server.start()
+            server.start(timeout=120)  # the machine may be busy; this is no speed test
             with server.client() as http:
                 assert http.post("/api/profiles", json={"name": "fake", "profile": {
                     "provider": "openai", "model": "fake-model", "base_url": upstream.url,
