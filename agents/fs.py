@@ -487,7 +487,7 @@ class Workspace:
                 raise _fs_error(exc, step) from None
             finally:
                 os.close(fd)
-            if not self.is_dir(step):
+            if _kind(self.stat(step).st_mode) != "dir":  # stat says if it leads outside
                 raise FsError("not_dir", f"{step!r} exists and is not a folder")
 
     def rename(self, src: str, dst: str, *, replace: bool = False) -> None:

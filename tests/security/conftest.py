@@ -29,7 +29,7 @@ from tests.fake_upstream import FakeUpstream, Reply, Text, ToolCalls, last_user_
 Script = Callable[[dict], Reply]
 # One workspace per attack (a user's workspace is named after the user).
 USERS = ["reader", "writer", "victim", "skiller", "marker", "fifo", "bystander", "nodes",
-         "big", "big-bystander"]
+         "big", "huge"]
 
 
 class Gateway:
