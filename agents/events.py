@@ -9,7 +9,7 @@ against it. Adding an event is one ``event(...)`` call: the constant, ``PAYLOAD_
 ``check_event`` and the AsyncAPI document all follow from it.
 
 Every event travels in one envelope, ``{"type", "data", "seq", "timestamp"}``
-(``ENVELOPE`` below).
+(``ENVELOPE_FIELDS`` and ``envelope_schema`` below).
 """
 
 from __future__ import annotations
@@ -268,7 +268,8 @@ ENVELOPE_FIELDS: tuple[Field, ...] = (
     Field("data", OBJECT, "The event's fields."),
     Field("seq", COUNT, "Rises by one per chat for every chat event, across all sockets of "
                         "the chat; socket-only events repeat the current value."),
-    Field("timestamp", {"type": "string", "format": "date-time"},
+    Field("timestamp", {"type": "string", "format": "date-time",
+                        "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$"},
           "When the event was made, UTC, ISO 8601 with milliseconds."),
 )
 
