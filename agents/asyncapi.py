@@ -150,3 +150,48 @@ def message_schema(doc: dict[str, Any], event_type: str) -> dict[str, Any]:
         if message["name"] == event_type:
             return message["payload"]
     raise KeyError(f"the document has no event {event_type!r}")
+
+
+# -- the same declarations as Markdown, for docs/protocol.md ------------------------------
+
+def _type_text(schema: dict[str, Any]) -> str:
+    """A short human reading of a field's JSON Schema."""
+    if "enum" in schema:
+        return "string, one of the codes below" if len(schema["enum"]) > 5 else \
+            " or ".join(f"`{value}`" for value in schema["enum"])
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        return " or ".join(kind)
+    if kind == "array":
+        items = schema.get("items", {})
+        if items == ev.TOOL_CALL:
+            return "array of tool calls"
+        return f"array of {_type_text(items)}"
+    if kind == "object" and schema.get("properties"):
+        return "object `{" + ", ".join(schema["properties"]) + "}`"
+    if kind == "integer" and "minimum" in schema:
+        return f"integer >= {schema['minimum']}"
+    return str(kind or "any")
+
+
+def events_markdown() -> str:
+    """The reference of every event and error code, as docs/protocol.md shows it."""
+    lines: list[str] = []
+    for event in ev.EVENTS.values():
+        lines += [f"### `{event.type}`", "", event.summary, "",
+                  "| field | type | required | meaning |", "|---|---|---|---|"]
+        for f in event.fields:
+            lines.append(f"| `{f.name}` | {_type_text(f.schema)} | "
+                         f"{'yes' if f.required else 'no'} | {f.description} |")
+        lines += ["", "Other keys: " + ("allowed." if event.extra else "never sent."), ""]
+    lines += ["### `agent.error` codes", "", "| code | when |", "|---|---|"]
+    lines += [f"| `{code}` | {when} |" for code, when in ev.ERROR_CODES.items()]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # python3 -m agents.asyncapi [--markdown]
+    import json
+    import sys
+
+    sys.stdout.write(events_markdown() if "--markdown" in sys.argv
+                     else json.dumps(document(), indent=2) + "\n")

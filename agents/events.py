@@ -34,9 +34,9 @@ def _object(properties: dict[str, JSON], required: list[str], extra: bool = Fals
 
 
 TOOL_CALL: JSON = _object({
-    "id": {**STRING, "description": "The tool call's id (``tool_use_id`` elsewhere)."},
+    "id": {**STRING, "description": "The tool call's id (`tool_use_id` elsewhere)."},
     "name": {**STRING, "description": "The tool's name."},
-    "arguments": {**OBJECT, "description": "The call's arguments; ``{\"_raw\": text}`` when "
+    "arguments": {**OBJECT, "description": "The call's arguments; `{\"_raw\": text}` when "
                                            "the model sent text that is not a JSON object."},
 }, ["id", "name", "arguments"])
 
