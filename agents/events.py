@@ -6,7 +6,10 @@ may carry keys that are not declared. The loop, the turn runner and the consumer
 events by these names (``ev.TEXT_DELTA``...); ``agents.asyncapi`` turns the declarations
 into the AsyncAPI document served at ``/api/asyncapi.json``; tests check real frames
 against it. Adding an event is one ``event(...)`` call: the constant, ``PAYLOAD_KEYS``,
-``check_event`` and the AsyncAPI document all follow from it.
+``check_event``, the AsyncAPI document and docs/protocol.md's reference all follow from it
+(regenerate that part of the page with ``python3 -m agents.asyncapi --markdown``); the
+contract test then asks for a scenario that sends the new event for real
+(``tests/contract/test_asyncapi.py``).
 
 Every event travels in one envelope, ``{"type", "data", "seq", "timestamp"}``
 (``ENVELOPE_FIELDS`` and ``envelope_schema`` below).
@@ -120,7 +123,7 @@ def client_frame(name: str, type_: str, summary: str, *fields: Field) -> None:
 
 # -- agent.error codes ----------------------------------------------------------------
 
-# code -> when it is sent. Reserved codes are accepted by clients but not sent today.
+# code -> when it is sent. "Reserved" codes are declared for clients but not sent yet.
 ERROR_CODES: dict[str, str] = {
     "invalid_event": "A client frame was not JSON, had an unknown type or a bad field, or "
                      "approved a call that is not pending. Sent to that socket only; the "
