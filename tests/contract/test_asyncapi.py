@@ -5,8 +5,8 @@ One ``serve`` process (``tests/e2e/server.py``) talks to the fake upstream; the
 policy-denied tool calls (the gateway's and Clotho's frames), a bad tool call, an approval
 timeout, an upstream failure, a cancel with a queued message behind it, bad frames, a
 reconnect with ``?since=``, a second socket joining mid-turn, and a compaction. Every frame
-received is validated against the document's payload schema for its type, and every frame
-sent against the document's client frames.
+received is validated against the payload schema for its type in the document the server
+serves at ``/api/asyncapi.json``, and every frame sent against its client frames.
 
 The drift tests show the check bites: a field renamed in the code (the loop's source,
 rewritten and run for real) or in a received frame fails validation, and so do real frames
@@ -24,6 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
+import httpx
 import jsonschema
 import pytest
 import websockets
@@ -61,11 +62,14 @@ def client_frame_matches(doc: dict[str, Any], frame: dict[str, Any]) -> bool:
 # ------------------------------------------------------------------------ the session
 
 class Recorder:
-    """Every frame received on any socket and every frame sent, in order."""
+    """Every frame received on any socket and every frame sent, in order; the document
+    the server serves at /api/asyncapi.json; the close codes of refused sockets."""
 
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
         self.sent: list[dict[str, Any]] = []
+        self.served: dict[str, Any] = {}
+        self.close_codes: list[int] = []
 
 
 class Socket:
@@ -253,13 +257,17 @@ async def _close_codes(server: ServeProcess, chat_id: str) -> list[int]:
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory: pytest.TempPathFactory, upstream_server: FakeUpstream
-            ) -> Iterator[tuple[Recorder, list[int]]]:
+            ) -> Iterator[Recorder]:
     """Run every scenario once against a real server; the frames it saw."""
     upstream_server.clear()
     env = {"GATEWAY_UPSTREAM_RETRIES": "0", "GATEWAY_APPROVAL_TIMEOUT": str(APPROVAL_TIMEOUT),
            "GATEWAY_COMPACTION_KEEP_EXCHANGES": "1"}
     recorder = Recorder()
     with ServeProcess(tmp_path_factory.mktemp("contract") / "data", env=env) as server:
+        with httpx.Client(base_url=server.url, timeout=10) as anonymous:
+            served = anonymous.get("/api/asyncapi.json")
+        assert served.status_code == 200
+        recorder.served = served.json()
         with server.client() as http:
             assert http.post("/api/profiles", json={"name": "fake", "profile": {
                 "provider": "openai", "model": "fake-model", "base_url": upstream_server.url,
@@ -268,54 +276,56 @@ def session(tmp_path_factory: pytest.TempPathFactory, upstream_server: FakeUpstr
                 "mode": "interactive", "tool_overrides": {"write": "deny"}}).status_code == 200
             chat_id = http.post("/api/chats", json={"title": "contract"}).json()["chat_id"]
         asyncio.run(_turns(server, upstream_server, chat_id, recorder))
-        codes = asyncio.run(_close_codes(server, chat_id))
+        recorder.close_codes = asyncio.run(_close_codes(server, chat_id))
     upstream_server.clear()
-    yield recorder, codes
+    yield recorder
 
 
 # ---------------------------------------------------------------------------- the tests
 
-def test_every_frame_of_real_turns_matches_the_document(
-        session: tuple[Recorder, list[int]]) -> None:
-    recorder, _ = session
-    doc = asyncapi.document()
+def test_the_server_serves_the_generated_document(session: Recorder) -> None:
+    assert session.served == asyncapi.document()
+
+
+def test_every_frame_of_real_turns_matches_the_served_document(session: Recorder) -> None:
+    recorder = session
+    doc = recorder.served
     assert len(recorder.received) > 50
     failures = {i: (frame, errors) for i, frame in enumerate(recorder.received)
                 if (errors := frame_errors(doc, frame))}
     assert failures == {}
 
 
-def test_every_declared_event_was_seen_for_real(session: tuple[Recorder, list[int]]) -> None:
+def test_every_declared_event_was_seen_for_real(session: Recorder) -> None:
     """Each event of the document is exercised above; a newly declared event needs a
     scenario here, or this fails and says which."""
-    recorder, _ = session
+    recorder = session
     assert set(ev.EVENTS) - set(types_of(recorder.received)) == set()
 
 
-def test_every_frame_sent_matches_a_client_frame_of_the_document(
-        session: tuple[Recorder, list[int]]) -> None:
-    recorder, _ = session
-    doc = asyncapi.document()
+def test_every_frame_sent_matches_a_client_frame_of_the_document(session: Recorder) -> None:
+    recorder = session
+    doc = recorder.served
     kinds = {f["type"] for f in recorder.sent}
     assert kinds == {"user_message", "run", "tool_approval", "cancel"}
     assert [f for f in recorder.sent if not client_frame_matches(doc, f)] == []
     assert not client_frame_matches(doc, {"type": "tool_approval", "verdicts": {"c": "maybe"}})
 
 
-def test_close_codes_are_documented(session: tuple[Recorder, list[int]]) -> None:
-    _, codes = session
+def test_close_codes_are_documented(session: Recorder) -> None:
+    codes = session.close_codes
     assert codes == [4001, 4004]
-    documented = asyncapi.document()["channels"]["chat"]["x-close-codes"]
+    documented = session.served["channels"]["chat"]["x-close-codes"]
     assert {str(c) for c in codes} <= set(documented)
 
 
 # ----------------------------------------------------------------------------- drift
 
-def test_a_field_renamed_in_a_real_frame_fails(session: tuple[Recorder, list[int]]) -> None:
+def test_a_field_renamed_in_a_real_frame_fails(session: Recorder) -> None:
     """Each kind of real frame, with one data field renamed as a code change would, no
     longer matches."""
-    recorder, _ = session
-    doc = asyncapi.document()
+    recorder = session
+    doc = recorder.served
     seen: dict[str, dict[str, Any]] = {}
     for frame in recorder.received:
         seen.setdefault(frame["type"], frame)
@@ -329,8 +339,8 @@ def test_a_field_renamed_in_a_real_frame_fails(session: tuple[Recorder, list[int
 
 
 def test_a_declaration_renamed_but_not_the_code_fails(
-        session: tuple[Recorder, list[int]], monkeypatch: pytest.MonkeyPatch) -> None:
-    recorder, _ = session
+        session: Recorder, monkeypatch: pytest.MonkeyPatch) -> None:
+    recorder = session
     declared = ev.EVENTS[ev.TOOL_RESULT]
     renamed = tuple(replace(f, name="call_id") if f.name == "tool_use_id" else f
                     for f in declared.fields)
