@@ -73,7 +73,7 @@ def _frame_message(frame: ev.ClientFrame) -> dict[str, Any]:
 
 
 def _channel(event_ids: list[str], frame_ids: list[str]) -> dict[str, Any]:
-    closes = "; ".join(f"{code}: {text}" for code, text in CLOSE_CODES.items())
+    closes = " ".join(f"{code}: {text}" for code, text in CLOSE_CODES.items())
     return {
         "address": "/ws/{chat_id}",
         "title": "One chat's socket",
