@@ -34,8 +34,12 @@ from agents import events as ev
 from tests.e2e.server import ServeProcess
 from tests.fake_upstream import FakeUpstream, HttpError, Text, ToolCalls
 
-APPROVAL_TIMEOUT = 4.0
+APPROVAL_TIMEOUT = 8.0  # long enough for a loaded machine to answer the other requests
 RECV_TIMEOUT = 20.0
+START_TIMEOUT = 120.0
+
+# The module's server and scenarios run in the first test's setup.
+pytestmark = pytest.mark.timeout(600)
 
 
 # ------------------------------------------------------------------ validation helpers
@@ -263,7 +267,10 @@ def session(tmp_path_factory: pytest.TempPathFactory, upstream_server: FakeUpstr
     env = {"GATEWAY_UPSTREAM_RETRIES": "0", "GATEWAY_APPROVAL_TIMEOUT": str(APPROVAL_TIMEOUT),
            "GATEWAY_COMPACTION_KEEP_EXCHANGES": "1"}
     recorder = Recorder()
-    with ServeProcess(tmp_path_factory.mktemp("contract") / "data", env=env) as server:
+    server = ServeProcess(tmp_path_factory.mktemp("contract") / "data", env=env)
+    # A generous start budget: the machine is shared, and a loaded one starts slowly.
+    server.start(timeout=START_TIMEOUT)
+    try:
         with httpx.Client(base_url=server.url, timeout=10) as anonymous:
             served = anonymous.get("/api/asyncapi.json")
         assert served.status_code == 200
@@ -277,6 +284,8 @@ def session(tmp_path_factory: pytest.TempPathFactory, upstream_server: FakeUpstr
             chat_id = http.post("/api/chats", json={"title": "contract"}).json()["chat_id"]
         asyncio.run(_turns(server, upstream_server, chat_id, recorder))
         recorder.close_codes = asyncio.run(_close_codes(server, chat_id))
+    finally:
+        server.stop()
     upstream_server.clear()
     yield recorder
 
