@@ -44,7 +44,8 @@ API (paths are workspace-relative strings; ``clean`` maps what a model or client
 ``not_found``, ``not_regular``, ``too_large``, ``timeout``) so an HTTP layer can map it.
 ``FileRunner(workers, timeout)``  a small thread pool of its own with a per-operation
 timeout (``FsError('timeout')``): file work of one user can never take the threads the
-other users' turns need. ``await runner.run(fn)`` calls ``fn(deadline)`` in the pool.
+other users' turns need. ``await runner.run(fn, timeout=None)`` calls ``fn(deadline)``
+in the pool. ``shared_runner()`` is the process's one runner.
 
 Modes: files the server creates get 0600, folders 0700 (the sandbox user maps to the
 server's uid); setuid, setgid and sticky bits are never set. Operations are atomic for
@@ -476,7 +477,7 @@ class Workspace:
         steps = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)] if parents \
             else [path]
         for step in steps:
-            if not step or self.is_dir(step):
+            if not step or self._dir_or_missing(step):
                 continue
             fd, name = self._parent(step)
             try:
@@ -489,6 +490,19 @@ class Workspace:
                 os.close(fd)
             if _kind(self.stat(step).st_mode) != "dir":  # stat says if it leads outside
                 raise FsError("not_dir", f"{step!r} exists and is not a folder")
+
+    def _dir_or_missing(self, path: str) -> bool:
+        """True for a folder, False when nothing is there; FsError for anything else
+        (a file, a path leading outside, a loop)."""
+        try:
+            kind = _kind(self.stat(path).st_mode)
+        except FsError as exc:
+            if exc.code == "not_found":
+                return False
+            raise
+        if kind != "dir":
+            raise FsError("not_dir", f"{path!r} exists and is not a folder")
+        return True
 
     def rename(self, src: str, dst: str, *, replace: bool = False) -> None:
         """Rename within the workspace; the names themselves are never followed."""
@@ -690,16 +704,18 @@ class FileRunner:
         self._pool = ThreadPoolExecutor(max_workers=workers,
                                         thread_name_prefix="workspace-files")
 
-    async def run(self, fn: Callable[[float], T]) -> T:
-        """``fn(deadline)`` in the pool; ``deadline`` (time.monotonic) lets long loops stop
-        themselves, since a thread cannot be killed from outside."""
-        deadline = time.monotonic() + self.timeout
+    async def run(self, fn: Callable[[float], T], timeout: float | None = None) -> T:
+        """``fn(deadline)`` in the pool, within ``timeout`` (the runner's by default);
+        ``deadline`` (time.monotonic) lets long loops stop themselves, since a thread
+        cannot be killed from outside."""
+        seconds = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + seconds
         future = asyncio.get_running_loop().run_in_executor(self._pool, fn, deadline)
         try:
-            return await asyncio.wait_for(future, self.timeout)
+            return await asyncio.wait_for(future, seconds)
         except asyncio.TimeoutError:
             raise FsError("timeout", f"the file operation did not finish within "
-                                     f"{self.timeout:g} s and was abandoned") from None
+                                     f"{seconds:g} s and was abandoned") from None
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -94,16 +94,17 @@ class ToolResult:
 class ToolEnv:
     """Where and how tools run for one turn.
 
-    ``files`` is the bounded pool (with its per-operation timeout) that runs ``read``,
-    ``write`` and ``edit``; ``edit_limit`` caps the size of a file ``edit`` loads.
+    ``files`` is the bounded pool that runs ``read``, ``write`` and ``edit``, each within
+    ``file_timeout`` seconds; ``edit_limit`` caps the size of a file ``edit`` loads.
     """
 
     workspace: Path
     sandbox: SandboxPolicy
     bash_timeout: float
     output_limit: int
-    files: fs.FileRunner = field(default_factory=fs.shared_runner)
+    file_timeout: float = 30.0
     edit_limit: int = 8 * 1024 * 1024
+    files: fs.FileRunner = field(default_factory=fs.shared_runner)
 
 
 class ToolError(Exception):
@@ -175,7 +176,8 @@ async def run_tool(name: str, args: dict[str, Any], env: ToolEnv) -> ToolResult:
         handler = _FILE_TOOLS.get(name)
         if handler is None:
             raise ToolError(f"unknown tool {name!r}")
-        return ToolResult(await env.files.run(partial(handler, env, args)))
+        return ToolResult(await env.files.run(partial(handler, env, args),
+                                              timeout=env.file_timeout))
     except ToolError as exc:
         return ToolResult(f"Error: {exc}", is_error=True)
     except fs.FsError as exc:
