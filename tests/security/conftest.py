@@ -98,9 +98,10 @@ def tool_results(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def repeat_calls(calls: Callable[[int], list[tuple[str, dict]]], seconds: float,
-                 max_rounds: int) -> Script:
-    """A script that asks for ``calls(round)`` round after round for ``seconds`` (and at
-    most ``max_rounds`` rounds), then answers "done": bounded in time and in count."""
+                 min_rounds: int, max_rounds: int) -> Script:
+    """A script that asks for ``calls(round)`` round after round for ``seconds`` and at
+    least ``min_rounds`` rounds (a busy machine gets as many tries as an idle one), at
+    most ``max_rounds``, then answers "done": bounded in time and in count."""
     started: list[float] = []
     rounds = itertools.count()
 
@@ -108,7 +109,7 @@ def repeat_calls(calls: Callable[[int], list[tuple[str, dict]]], seconds: float,
         now = time.monotonic()
         started.append(now) if not started else None
         n = next(rounds)
-        if now - started[0] > seconds or n >= max_rounds:
+        if (now - started[0] > seconds and n >= min_rounds) or n >= max_rounds:
             return Text("done")
         return ToolCalls([(f"c{n}-{i}", name, args)
                           for i, (name, args) in enumerate(calls(n))])

@@ -23,7 +23,7 @@ from tests.security.conftest import Gateway, Swapper, repeat_calls, tool_results
 
 SECRET = "root:$6$outside-the-workspace-secret"
 SECONDS = 5.0  # how long the model keeps calling the tools while the loop swaps
-ROUNDS = 300
+MIN_ROUNDS, MAX_ROUNDS = 12, 300  # at least 108 calls however slow the machine
 
 
 def _outside(tmp_path: Path) -> Path:
@@ -49,7 +49,7 @@ def test_reads_through_a_folder_swapped_for_a_link_never_leave_the_workspace(
     (ws / "d").mkdir(parents=True)
     (ws / "d" / "shadow").write_text("inside")
     gateway.scripts["race-read"] = repeat_calls(
-        lambda n: [("read", {"path": "d/shadow"})] * 10, SECONDS, ROUNDS)
+        lambda n: [("read", {"path": "d/shadow"})] * 9, SECONDS, MIN_ROUNDS, MAX_ROUNDS)
     chat = gateway.chat(token)
 
     with Swapper(ws / "d", [str(outside), os.path.relpath(outside, ws)]) as swapper:
@@ -77,7 +77,7 @@ def test_writes_and_edits_through_a_swapped_folder_create_nothing_outside(
         ("write", {"path": "d/planted.txt", "content": "pwned"}),
         ("write", {"path": f"d/new{n}/planted.txt", "content": "pwned"}),
         ("edit", {"path": "d/shadow", "old_string": SECRET, "new_string": "pwned"}),
-    ] * 3, SECONDS, ROUNDS)
+    ] * 3, SECONDS, MIN_ROUNDS, MAX_ROUNDS)
     chat = gateway.chat(token)
 
     with Swapper(ws / "d", [str(outside), f"../{victim}"]) as swapper:
@@ -110,7 +110,7 @@ def test_skill_mirroring_into_a_swapped_folder_deletes_and_writes_nothing_outsid
 
     async def turns() -> int:
         count, deadline = 0, asyncio.get_running_loop().time() + SECONDS
-        while asyncio.get_running_loop().time() < deadline and count < 60:
+        while (asyncio.get_running_loop().time() < deadline or count < 6) and count < 60:
             await asyncio.gather(*(gateway.turn(token, c, "race-skills: hi") for c in chats))
             count += len(chats)
         return count
@@ -123,7 +123,7 @@ def test_skill_mirroring_into_a_swapped_folder_deletes_and_writes_nothing_outsid
                                                           ws / ".skills")]) as inner:
         done += asyncio.run(turns())
 
-    assert done >= 6 and outer.swaps >= 10 and inner.swaps >= 10
+    assert done >= 12 and outer.swaps >= 10 and inner.swaps >= 10
     assert _tree(outside) == before
 
 
@@ -153,7 +153,7 @@ def test_the_identity_marker_swapped_for_a_link_never_writes_outside(
         linker = asyncio.create_task(keep_linking())
         turns = 0
         deadline = asyncio.get_running_loop().time() + SECONDS / 2
-        while asyncio.get_running_loop().time() < deadline and turns < 30:
+        while (asyncio.get_running_loop().time() < deadline or turns < 4) and turns < 30:
             await gateway.turn(token, chat, "race-marker: hi")
             turns += 1
         stop.set()
@@ -161,5 +161,5 @@ def test_the_identity_marker_swapped_for_a_link_never_writes_outside(
 
     turns, links = asyncio.run(attack())
 
-    assert turns >= 3 and links >= 10
+    assert turns >= 4 and links >= 10
     assert _tree(outside) == before
