@@ -102,7 +102,7 @@ TRICKS = [
 
 
 @pytest.mark.parametrize("raw", TRICKS, ids=range(len(TRICKS)))
-def test_confine_refuses_or_stays_inside(tmp_path: Path, raw: Any) -> None:
+def test_each_trick_is_refused_or_resolves_inside(tmp_path: Path, raw: Any) -> None:
     ws, _ = _layout(tmp_path)
 
     _assert_confined(ws, raw)
