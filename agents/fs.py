@@ -161,12 +161,15 @@ def _openat2(dir_fd: int, path: str, flags: int, mode: int) -> int:
 def _probe_openat2() -> bool:
     if _SYS_OPENAT2 is None:
         return False
+    root = os.open("/", os.O_PATH | os.O_CLOEXEC)
     try:
-        os.close(_openat2(os.open("/", os.O_PATH | os.O_CLOEXEC), ".", os.O_PATH, 0))
+        os.close(_openat2(root, ".", os.O_PATH, 0))
     except OSError as exc:  # ENOSYS: old kernel; EPERM: a seccomp filter refusing it
         if exc.errno in (errno.ENOSYS, errno.EPERM):
             return False
         raise
+    finally:
+        os.close(root)
     return True
 
 
