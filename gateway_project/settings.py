@@ -237,3 +237,12 @@ GATEWAY_AUTH_FAIL_WINDOW = envint("GATEWAY_AUTH_FAIL_WINDOW", 60, minimum=1)
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
                           "LOCATION": REDIS_URL, "KEY_PREFIX": "gateway-cache"}}
+
+# Workspace files (files/, docs/files.md): the largest file an upload may store, and each
+# workspace's quota in bytes and in files. Uploads larger than GATEWAY_MAX_BODY_BYTES are
+# sent in parts of at most that size.
+INSTALLED_APPS += ["files"]
+GATEWAY_FILES_MAX_FILE_BYTES = envint("GATEWAY_FILES_MAX_FILE_BYTES", 512 * 1024 * 1024,
+                                      minimum=1)
+GATEWAY_FILES_QUOTA_BYTES = envint("GATEWAY_FILES_QUOTA_BYTES", 2 * 1024 ** 3, minimum=0)
+GATEWAY_FILES_QUOTA_FILES = envint("GATEWAY_FILES_QUOTA_FILES", 20_000, minimum=0)

@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from chats import views as chats
 from chats.contract import AsyncApiView
+from files import views as files
 from gateway import views as gateway
 from mcp_servers import views as mcp_servers
 from permissions import views as permissions
@@ -37,6 +38,11 @@ api = [
     path("config/sandbox", permissions.SandboxConfigView.as_view()),
     path("sandbox", permissions.SandboxConfigView.as_view()),
     path("panic", chats.PanicView.as_view()),
+    path("files", files.FileListView.as_view()),
+    path("files/content", files.FileContentView.as_view()),
+    path("files/upload", files.UploadView.as_view()),
+    path("files/folder", files.FolderView.as_view()),
+    path("files/rename", files.RenameView.as_view()),
     path("tokens", gateway.TokenListView.as_view()),
     path("tokens/<str:token_id>", gateway.TokenDetailView.as_view()),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
