@@ -232,6 +232,7 @@ QUEUED = event(
 
 # -- client-to-server frames ----------------------------------------------------------
 
+ATTACHMENTS: JSON = {"type": "array", "maxItems": 20, "items": NON_EMPTY_STRING}
 CONTENT: JSON = {"oneOf": [
     NON_EMPTY_STRING,
     {"type": "array", "minItems": 1, "maxItems": 100, "items": {
@@ -245,7 +246,11 @@ client_frame(
     Field("content", CONTENT, "Text, or a list of content blocks ({\"type\": \"text\", "
                               "\"text\": ...}, ...)."),
     opt("stream", STREAM, "Stream the reply as agent.text_delta (default) or send it as "
-                          "agent.text."))
+                          "agent.text."),
+    opt("attachments", ATTACHMENTS, "Workspace paths of files uploaded before (by "
+                                    "convention under uploads/<chat>/): the model is told "
+                                    "where they are; images reach a vision profile as image "
+                                    "parts."))
 client_frame(
     "run", "run", "Clotho's form of user_message.",
     Field("data", _object({"message": CONTENT, "stream": STREAM}, ["message"], extra=True),

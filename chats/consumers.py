@@ -23,6 +23,7 @@ from chats import frames, store
 from chats.access import get_chat_for
 from chats.hub import encode, group_name
 from chats.turns import get_manager
+from files.attachments import with_attachments
 from gateway.auth import socket_user
 from gateway.errors import GatewayError
 
@@ -155,7 +156,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def dispatch_frame(self, frame: frames.Frame) -> None:
         if isinstance(frame, frames.UserMessage):
-            await self.manager.submit(self.chat_id, frame.content, frame.stream)
+            content = frame.content
+            if frame.attachments:  # the files app turns the references into content blocks
+                content = await database_sync_to_async(with_attachments)(
+                    uuid.UUID(self.chat_id), content, frame.attachments)
+            await self.manager.submit(self.chat_id, content, frame.stream)
         elif isinstance(frame, frames.Cancel):
             await self.manager.cancel(self.chat_id)
         else:

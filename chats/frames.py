@@ -20,6 +20,7 @@ MAX_CONTENT_BLOCKS = 100
 class UserMessage:
     content: str | list[dict[str, Any]]
     stream: bool
+    attachments: tuple[str, ...] = ()  # workspace paths (files.attachments)
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,20 @@ def _content(value: Any) -> str | list[dict[str, Any]]:
     raise _invalid("'content' must be a non-empty string or a list of content blocks")
 
 
+MAX_ATTACHMENTS = 20
+
+
+def _attachments(value: Any) -> tuple[str, ...]:
+    """Attachment references: workspace paths, checked against the workspace later."""
+    if value is None:
+        return ()
+    if (not isinstance(value, list) or len(value) > MAX_ATTACHMENTS
+            or not all(isinstance(v, str) and v.strip() for v in value)):
+        raise _invalid(f"'attachments' must be a list of at most {MAX_ATTACHMENTS} "
+                       "workspace paths")
+    return tuple(value)
+
+
 def _stream(value: Any) -> bool:
     if value is None:
         return True
@@ -79,7 +94,8 @@ def parse(text: str | None, max_bytes: int) -> Frame:
         raise _invalid("the frame must be a JSON object")
     kind = frame.get("type")
     if kind == "user_message":
-        return UserMessage(_content(frame.get("content")), _stream(frame.get("stream")))
+        return UserMessage(_content(frame.get("content")), _stream(frame.get("stream")),
+                           _attachments(frame.get("attachments")))
     if kind == "run":
         data = frame.get("data")
         if not isinstance(data, dict):

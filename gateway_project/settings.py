@@ -246,3 +246,6 @@ GATEWAY_FILES_MAX_FILE_BYTES = envint("GATEWAY_FILES_MAX_FILE_BYTES", 512 * 1024
                                       minimum=1)
 GATEWAY_FILES_QUOTA_BYTES = envint("GATEWAY_FILES_QUOTA_BYTES", 2 * 1024 ** 3, minimum=0)
 GATEWAY_FILES_QUOTA_FILES = envint("GATEWAY_FILES_QUOTA_FILES", 20_000, minimum=0)
+# An attached image larger than this reaches a vision model as its path only.
+GATEWAY_ATTACH_IMAGE_MAX_BYTES = envint("GATEWAY_ATTACH_IMAGE_MAX_BYTES", 5 * 1024 * 1024,
+                                        minimum=0)

@@ -22,6 +22,8 @@ class ModelProfile(models.Model):
     api_key_last4 = models.CharField(max_length=4, blank=True, default="", editable=False)
     context_window = models.PositiveIntegerField(null=True, blank=True)
     max_output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    # The model accepts images: attached images are sent as image parts, not only paths.
+    vision = models.BooleanField(default=False)
     is_default = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -60,6 +62,7 @@ class ModelProfile(models.Model):
             "api_key": self.masked_api_key,
             "context_window": self.context_window,
             "max_output_tokens": self.max_output_tokens,
+            "vision": self.vision,
         }
 
     @classmethod

@@ -15,6 +15,8 @@ class StoredProfileBody(serializers.Serializer):
     api_key = serializers.CharField(allow_null=True, help_text='Masked: "...abcd".')
     context_window = serializers.IntegerField(allow_null=True)
     max_output_tokens = serializers.IntegerField(allow_null=True)
+    vision = serializers.BooleanField(help_text="Attached images reach the model as image "
+                                                "parts.")
 
 
 class NamedProfileBody(serializers.Serializer):
