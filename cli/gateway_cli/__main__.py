@@ -30,6 +30,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-p", "--print", dest="prompt", nargs="?", const="", default=None,
                    metavar="PROMPT", help="print mode: send PROMPT (or piped stdin), print "
                    "the answer, exit")
+    p.add_argument("--file", action="append", default=[], metavar="PATH",
+                   help="-p: upload this file to the workspace (uploads/<chat>/) and attach "
+                        "it to the message; repeat for several")
     p.add_argument("--timeout", type=float, metavar="S",
                    help="print mode: give up (and cancel the turn) after S seconds")
     p.add_argument("--json", action="store_true",
@@ -50,8 +53,10 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     print_mode = args.prompt is not None or not sys.stdin.isatty()
-    if not print_mode and (args.json or args.timeout is not None or args.allow_tools):
-        print("gateway-cli: --json, --timeout and --allow-tools go with -p", file=sys.stderr)
+    if not print_mode and (args.json or args.timeout is not None or args.allow_tools
+                           or args.file):
+        print("gateway-cli: --json, --timeout, --allow-tools and --file go with -p "
+              "(in the REPL: /attach)", file=sys.stderr)
         return USAGE_EXIT
     if args.timeout is not None and args.timeout <= 0:
         print("gateway-cli: --timeout must be a positive number of seconds", file=sys.stderr)
@@ -71,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
             return USAGE_EXIT
         mode = PrintMode(config, prompt, chat_id=args.chat, timeout=args.timeout,
                          as_json=args.json, allow_tools=args.allow_tools,
-                         verbose=args.verbose)
+                         verbose=args.verbose, files=args.file)
         try:
             return asyncio.run(mode.run())
         except KeyboardInterrupt:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import quote
 
@@ -83,6 +84,56 @@ class GatewayAPI:
             raise ApiError(response.status_code, "bad_response",
                            f"the gateway answered {path} with something that is not JSON"
                            ) from None
+
+    # -- workspace files (docs/files.md) ------------------------------------------------
+    async def upload_file(self, local: Path, remote: str) -> dict[str, Any]:
+        """Upload ``local`` to the workspace path ``remote``, in parts of the size the
+        gateway accepts per request, so a file of any size costs one part of memory."""
+        part = int((await self.request("GET", "/api/files"))["quota"]["max_part_bytes"])
+        total = local.stat().st_size
+        params: dict[str, Any] = {"path": remote, "total": total, "offset": 0}
+        with local.open("rb") as handle:
+            while True:
+                body = await self._put(params, handle.read(part))
+                if "path" in body:
+                    return body
+                params.update(offset=body["received"], upload=body["upload"])
+
+    async def attach(self, chat_id: str, local: Path) -> str:
+        """Upload a local file to ``uploads/<chat>/<name>``; the workspace path to send as
+        an attachment."""
+        if not local.is_file():
+            raise OSError(f"{local}: not a file")
+        return (await self.upload_file(local, f"uploads/{chat_id}/{local.name}"))["path"]
+
+    async def _put(self, params: dict[str, Any], data: bytes) -> dict[str, Any]:
+        try:
+            response = await self._client.put("/api/files/content", params=params,
+                                              content=data)
+        except httpx.HTTPError as exc:
+            raise ApiError(0, "unreachable", f"cannot reach the gateway at {self.url}: "
+                                             f"{exc or type(exc).__name__}") from None
+        if response.status_code >= 400:
+            raise _error_from(response)
+        return response.json()
+
+    async def download_file(self, remote: str, local: Path) -> int:
+        """Stream the workspace file ``remote`` into ``local``; returns its size."""
+        size = 0
+        try:
+            async with self._client.stream("GET", "/api/files/content",
+                                           params={"path": remote}) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise _error_from(response)
+                with local.open("wb") as out:
+                    async for chunk in response.aiter_bytes():
+                        out.write(chunk)
+                        size += len(chunk)
+        except httpx.HTTPError as exc:
+            raise ApiError(0, "unreachable", f"cannot reach the gateway at {self.url}: "
+                                             f"{exc or type(exc).__name__}") from None
+        return size
 
     # -- health and chats -------------------------------------------------------------
     async def health(self) -> dict[str, Any]:

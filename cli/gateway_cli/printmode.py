@@ -12,6 +12,7 @@ import os
 import stat
 import sys
 import time
+from pathlib import Path
 from typing import Any, Optional, TextIO
 
 from .api import ApiError, GatewayAPI
@@ -30,7 +31,10 @@ class PrintMode:
     def __init__(self, config: Config, prompt: str, chat_id: Optional[str] = None,
                  timeout: Optional[float] = None, as_json: bool = False,
                  allow_tools: bool = False, verbose: bool = False,
-                 out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> None:
+                 out: TextIO = sys.stdout, err: TextIO = sys.stderr,
+                 files: Optional[list[str]] = None) -> None:
+        self.files = [Path(f) for f in files or []]
+        self.attachments: list[str] = []  # workspace paths of the uploaded files
         self.config = config
         self.prompt = prompt
         self.chat_id = chat_id
@@ -96,6 +100,12 @@ class PrintMode:
                 raise _Timeout() from None
             if self.verbose:
                 self._note(f"chat {self.chat_id}")
+            try:
+                self.attachments = [await api.attach(self.chat_id, f)
+                                    for f in self.files]
+            except (ApiError, OSError) as exc:
+                self._note(f"--file: {exc}")
+                return EXIT_HTTP
             return await self._turn()
         finally:
             await api.close()
@@ -112,7 +122,7 @@ class PrintMode:
             except asyncio.TimeoutError:
                 raise _Timeout() from None
             self._emit(state)
-            if not await sock.send_message(self.prompt):
+            if not await sock.send_message(self.prompt, attachments=self.attachments):
                 self._note("the connection closed before the message was sent")
                 return EXIT_HTTP
             watch = TurnWatch()

@@ -12,6 +12,7 @@ import asyncio
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import Any, Awaitable, Callable, Optional
 
 from prompt_toolkit import PromptSession
@@ -40,6 +41,8 @@ Commands:
   /context               how full the context window is (compaction at the │ mark)
   /compact               compact the context now
   /cancel                stop the running turn
+  /attach <file>         upload a local file and attach it to your next message
+  /get <path> [to]       download a workspace file (to the current folder by default)
   /help                  this list
   /quit                  leave (or Ctrl-D)
 Tool requests: y = allow, n = deny, a = always allow this tool in this chat.
@@ -107,6 +110,7 @@ class Repl:
         self.following = False
         self.busy: Optional[asyncio.Task[Any]] = None
         self.pending_input = ""
+        self.attachments: list[str] = []  # workspace paths for the next message
         self.last_ctrl_c = False
         self.detached = False  # stopped waiting for a turn: ignore its remaining events
         self.fatal: Optional[int] = None  # exit code once the session cannot go on
@@ -402,9 +406,10 @@ class Repl:
                 self.chat = {**self.chat, **(await self.api.rename_chat(self.chat_id, title))}
             except ApiError:
                 pass
-        if not await self.sock.send_message(text):
+        if not await self.sock.send_message(text, attachments=self.attachments):
             self.console.print("[red]the connection is down; try again in a moment[/]")
             return
+        self.attachments = []
         await self.follow(TurnWatch())
 
     async def follow(self, watch: TurnWatch, partial_text: str = "") -> None:
@@ -553,6 +558,7 @@ class Repl:
             "profiles": self.cmd_profiles, "profile": self.cmd_profile,
             "permissions": self.cmd_permissions, "context": self.cmd_context,
             "compact": self.cmd_compact, "cancel": self.cmd_cancel,
+            "attach": self.cmd_attach, "get": self.cmd_get,
             "quit": self.cmd_quit, "exit": self.cmd_quit,
         }
         command = commands.get(name.lower())
@@ -560,6 +566,31 @@ class Repl:
             self.console.print(f"[red]unknown command /{esc(name)}[/] [dim](/help lists them)[/]")
             return
         await command(rest)
+
+    async def cmd_attach(self, rest: str) -> None:
+        if not rest or not self.chat_id:
+            self.console.print("[red]usage: /attach <local file> (in a chat)[/]")
+            return
+        try:
+            path = await self.api.attach(self.chat_id, Path(rest).expanduser())
+        except (ApiError, OSError) as exc:
+            self.console.print(f"[red]{esc(exc)}[/]")
+            return
+        self.attachments.append(path)
+        self.console.print(f"[dim]attached {esc(path)} (sent with your next message)[/]")
+
+    async def cmd_get(self, rest: str) -> None:
+        remote, _, local = rest.partition(" ")
+        if not remote:
+            self.console.print("[red]usage: /get <workspace path> [local path][/]")
+            return
+        target = Path(local.strip() or remote.rstrip("/").rpartition("/")[2]).expanduser()
+        try:
+            size = await self.api.download_file(remote, target)
+        except (ApiError, OSError) as exc:
+            self.console.print(f"[red]{esc(exc)}[/]")
+            return
+        self.console.print(f"[dim]saved {esc(target)} ({size} bytes)[/]")
 
     async def cmd_help(self, rest: str) -> None:
         self.console.print(HELP, markup=False)

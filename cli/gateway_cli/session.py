@@ -222,8 +222,12 @@ class ChatSocket:
         except ConnectionClosed:
             return False
 
-    async def send_message(self, content: str, stream: bool = True) -> bool:
-        return await self.send({"type": "user_message", "content": content, "stream": stream})
+    async def send_message(self, content: str, stream: bool = True,
+                           attachments: Optional[list[str]] = None) -> bool:
+        frame: dict[str, Any] = {"type": "user_message", "content": content, "stream": stream}
+        if attachments:
+            frame["attachments"] = attachments  # workspace paths, uploaded before
+        return await self.send(frame)
 
     async def cancel(self) -> bool:
         return await self.send({"type": "cancel"})
