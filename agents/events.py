@@ -195,6 +195,15 @@ TOOL_RESULT = event(
     Field("tool_name", STRING, "The tool's name."),
     Field("content", STRING, "What the tool returned (what the model is sent)."),
     Field("is_error", BOOLEAN, "The call failed or was denied."))
+FILES_CHANGED = event(
+    "agent.files_changed",
+    "After a tool call that may have changed the workspace (write, edit, bash): a files "
+    "panel refreshes, and marks the paths as written by the agent.",
+    Field("tool_use_id", STRING, "The call's id."),
+    Field("paths", {"type": "array", "items": STRING},
+          "Workspace paths the call wrote (empty when not known)."),
+    Field("complete", BOOLEAN, "paths is every change (write, edit); false after bash, "
+                               "which may have changed anything."))
 TURN_COMPLETE = event(
     "agent.turn_complete", "A turn ended (not sent after agent.cancelled).",
     Field("stop_reason", STRING,

@@ -14,7 +14,7 @@ from typing import Any, Awaitable, Callable, Protocol
 
 from agents import events as ev
 from agents.providers import ModelReply, ProviderConfig, ToolCall, UpstreamError, call_model
-from agents import toolbox
+from agents import fs, toolbox
 from agents.tools import ToolEnv, ToolResult
 
 Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
@@ -124,6 +124,9 @@ class _Turn:
         await self.emit(ev.TOOL_RESULT, {"tool_use_id": call.id, "tool_name": call.name,
                                          "content": result.content,
                                          "is_error": result.is_error})
+        changed = files_changed(call, result)
+        if changed is not None:
+            await self.emit(ev.FILES_CHANGED, {"tool_use_id": call.id, **changed})
 
     async def run_calls(self, calls: list[ToolCall]) -> bool:
         """Run one round of tool calls; True when every call was denied."""
@@ -228,3 +231,21 @@ def arguments_for_display(call: ToolCall) -> dict[str, Any]:
     except ValueError:
         return {"_raw": call.arguments}
 
+
+
+# Tools that write the workspace: the path argument they write, None for "anything".
+_WRITING_TOOLS = {"write": "path", "edit": "path", "bash": None}
+
+
+def files_changed(call: ToolCall, result: ToolResult) -> dict[str, Any] | None:
+    """The agent.files_changed payload of a finished call, or None if it wrote nothing."""
+    if result.is_error or call.name not in _WRITING_TOOLS:
+        return None
+    key = _WRITING_TOOLS[call.name]
+    if key is None:
+        return {"paths": [], "complete": False}
+    try:
+        path = fs.clean(call.parsed_arguments().get(key))
+    except (ValueError, fs.FsError):
+        return {"paths": [], "complete": False}
+    return {"paths": [path], "complete": True}

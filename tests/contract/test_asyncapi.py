@@ -149,6 +149,9 @@ async def _turns(server: ServeProcess, upstream: FakeUpstream, chat_id: str,
     got = await main.until(ev.TURN_COMPLETE)
     assert only(got, ev.TOOL_USE)[0]["data"]["tool_use_id"] == "call_ok"
     assert only(got, ev.TOOL_RESULT)[0]["data"]["content"].strip() == "contract"
+    # bash may have changed the workspace: the files panel is told to look again.
+    assert only(got, ev.FILES_CHANGED)[0]["data"] == {"tool_use_id": "call_ok", "paths": [],
+                                                      "complete": False}
     await second.until(ev.TURN_COMPLETE)
     await second.ws.close()
 
