@@ -47,6 +47,7 @@ import json
 import logging
 import re
 import threading
+import tomllib
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -128,115 +129,21 @@ DEFAULT_TRUNCATION_NOTE: str = "\n[... output truncated: {cut} tokens cut to fit
 # Registries
 # ---------------------------------------------------------------------------
 
-#: Well-known context windows (input + output tokens), keyed by normalised
-#: model-name prefix; see :func:`context_window_for` for the matching rules.
-#: Values are the model's trained/served window, not what a local server is
-#: configured to use.  To extend: add a lowercase prefix; a longer prefix
-#: wins over a shorter one, so a variant can override its family.  When a
-#: family's variants differ, the family key holds the *smallest* value
-#: (an under-estimate only trims history early; an over-estimate overflows).
-CONTEXT_WINDOWS: dict[str, int] = {
-    # --- OpenAI ---------------------------------------------------------
-    "gpt-3.5-turbo": 16385,
-    "gpt-3.5-turbo-0301": 4096,
-    "gpt-3.5-turbo-0613": 4096,
-    "gpt-3.5-turbo-instruct": 4096,
-    "gpt-35-turbo": 16385,  # Azure's spelling
-    "gpt-4": 8192,
-    "gpt-4-32k": 32768,
-    "gpt-4-turbo": 128000,
-    "gpt-4-1106": 128000,  # gpt-4-1106-preview, the first "turbo"
-    "gpt-4-0125": 128000,
-    "gpt-4-vision": 128000,
-    "gpt-4o": 128000,
-    "gpt-4o-mini": 128000,
-    "chatgpt-4o": 128000,
-    "gpt-4.1": 1047576,  # also -mini / -nano
-    "gpt-4.5": 128000,
-    "gpt-5": 400000,  # also -mini / -nano / -codex / 5.x
-    "gpt-5-chat": 128000,
-    "o1": 200000,
-    "o1-mini": 128000,
-    "o1-preview": 128000,
-    "o3": 200000,  # also o3-mini / o3-pro
-    "o4-mini": 200000,
-    "gpt-oss": 131072,
-    "text-embedding-3": 8191,
-    "text-embedding-ada-002": 8191,
-    # --- Anthropic (every Claude 3+ model: 200k) -------------------------
-    "claude-instant": 100000,
-    "claude-2": 100000,
-    "claude-2.1": 200000,
-    "claude-3": 200000,  # claude-3-*, claude-3-5-*, claude-3.5-*, claude-3-7-*
-    "claude-sonnet-4": 200000,  # also claude-sonnet-4-5 (1M only behind a beta header)
-    "claude-opus-4": 200000,
-    "claude-haiku-4": 200000,
-    # --- Google ---------------------------------------------------------
-    "gemini-1.5-pro": 2097152,
-    "gemini-1.5-flash": 1048576,
-    "gemini-2.0-flash": 1048576,
-    "gemini-2.5": 1048576,
-    "gemma": 8192,
-    "gemma2": 8192,
-    "gemma3": 131072,
-    "gemma3-1b": 32768,
-    # --- Meta -----------------------------------------------------------
-    "llama2": 4096,
-    "llama3": 8192,
-    "llama3.1": 131072,
-    "llama3.2": 131072,
-    "llama3.3": 131072,
-    "codellama": 16384,
-    # --- Qwen -----------------------------------------------------------
-    "qwen2": 32768,
-    "qwen2.5": 32768,
-    "qwen3": 40960,  # native 32k + room for output, as Ollama serves it
-    "qwen3-coder": 262144,
-    # --- Mistral ----------------------------------------------------------
-    "mistral": 32768,
-    "mistral-nemo": 128000,
-    "mistral-large": 131072,
-    "mistral-small": 32768,
-    "mixtral": 32768,
-    "mixtral-8x22b": 65536,
-    "codestral": 32768,
-    "open-mistral-7b": 32768,
-    "open-mistral-nemo": 128000,
-    "open-mixtral-8x7b": 32768,
-    "open-mixtral-8x22b": 65536,
-    # --- Microsoft Phi ----------------------------------------------------
-    "phi3": 4096,  # phi3 / phi3:mini / phi3:medium are the 4k builds
-    "phi3-mini-128k": 131072,
-    "phi3-medium-128k": 131072,
-    "phi3.5": 131072,
-    "phi4": 16384,
-    "phi4-mini": 131072,
-    # --- DeepSeek -------------------------------------------------------
-    "deepseek-r1": 131072,
-}
+def _load_registry(path: Path) -> tuple[dict[str, int], dict[str, str]]:
+    """The model table (``agents/models.toml``, one line a model): windows and encodings,
+    each keyed by normalised model-name prefix (see :func:`context_window_for`)."""
+    with path.open("rb") as handle:
+        table = tomllib.load(handle)
+    windows = {prefix: int(entry["context_window"]) for prefix, entry in table.items()
+               if "context_window" in entry}
+    encodings = {prefix: str(entry["encoding"]) for prefix, entry in table.items()
+                 if "encoding" in entry}
+    return windows, encodings
 
-# Model-name prefix -> the encoding OpenAI uses for it.  Same matching rules
-# as CONTEXT_WINDOWS.  Models on older encodings (davinci & co: p50k/r50k)
-# are left out: bpe-openai cannot load those offline, so they are
-# approximated like any other model.
-_OPENAI_ENCODINGS: dict[str, str] = {
-    "gpt-4o": "o200k_base",
-    "chatgpt-4o": "o200k_base",
-    "gpt-4.1": "o200k_base",
-    "gpt-4.5": "o200k_base",
-    "gpt-5": "o200k_base",
-    "o1": "o200k_base",
-    "o3": "o200k_base",
-    "o4": "o200k_base",
-    # gpt-oss uses o200k_harmony = o200k_base + chat-format special tokens;
-    # ordinary text encodes identically.
-    "gpt-oss": "o200k_base",
-    "gpt-4": "cl100k_base",
-    "gpt-3.5": "cl100k_base",
-    "gpt-35": "cl100k_base",
-    "text-embedding-3": "cl100k_base",
-    "text-embedding-ada-002": "cl100k_base",
-}
+
+#: Well-known context windows and OpenAI encodings by model-name prefix, loaded once from
+#: ``models.toml`` beside this module; adding a model is a line there.
+CONTEXT_WINDOWS, _OPENAI_ENCODINGS = _load_registry(Path(__file__).with_name("models.toml"))
 
 # ---------------------------------------------------------------------------
 # Model-name normalisation

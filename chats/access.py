@@ -7,7 +7,7 @@ import uuid
 from django.contrib.auth.models import AbstractBaseUser
 
 from chats.models import Chat
-from gateway_project.errors import GatewayError
+from gateway.errors import GatewayError
 
 
 def get_chat_for(user: AbstractBaseUser, chat_id: str | uuid.UUID) -> Chat:

@@ -1,6 +1,27 @@
+from typing import Any
+
 from django.apps import AppConfig
 
 
 class ChatsConfig(AppConfig):
     name = "chats"
     verbose_name = "Chats"
+
+    def ready(self) -> None:
+        from agents import toolbox
+        from chats.health import health_part
+        from gateway import hooks
+
+        hooks.add_health_part(health_part)
+        hooks.provide_tool_names(toolbox.names)
+        hooks.serve_loop_started.connect(start_turn_manager, dispatch_uid="chats.startup")
+
+
+def start_turn_manager(sender: Any, force_recovery: bool, **kwargs: Any) -> None:
+    """On serve's event loop: settle turns that died with an earlier process, start the
+    sweeper, run waiting queues."""
+    import asyncio
+
+    from chats.turns import get_manager
+
+    asyncio.get_event_loop().create_task(get_manager().startup(force=force_recovery))

@@ -23,8 +23,8 @@ from chats import frames, store
 from chats.access import get_chat_for
 from chats.hub import encode, group_name
 from chats.turns import get_manager
-from gateway_project.auth import socket_user
-from gateway_project.errors import GatewayError
+from gateway.auth import socket_user
+from gateway.errors import GatewayError
 
 logger = logging.getLogger(__name__)
 

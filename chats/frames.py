@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from gateway_project.errors import GatewayError
+from gateway.errors import GatewayError
 
 VERDICTS = ("allow", "deny", "allow_chat")
 MAX_CONTENT_BLOCKS = 100

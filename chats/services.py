@@ -9,12 +9,11 @@ from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 
-from agents.providers import ProviderConfig
 from chats import compaction, store
 from chats import system_prompt
 from chats.models import Chat, Message
 from chats.turns import get_manager
-from gateway_project.errors import GatewayError
+from gateway.errors import GatewayError
 from profiles.models import ModelProfile
 
 
@@ -57,17 +56,9 @@ def _profile_of(chat: Chat) -> ModelProfile | None:
     return chat.profile or ModelProfile.get_default()
 
 
-def _for_counting(profile: ModelProfile | None) -> ProviderConfig | None:
-    """What counting needs of a profile: its model and window, not its (encrypted) key."""
-    if profile is None:
-        return None
-    return ProviderConfig(name=profile.name, provider=profile.provider, model=profile.model,
-                          context_window=profile.context_window)
-
-
 def context_report(chat: Chat) -> dict[str, Any]:
     """How full the chat's context is for its model (see ``chats.compaction``)."""
-    provider = _for_counting(_profile_of(chat))
+    provider = store.provider_config(_profile_of(chat), with_key=False)
     window = compaction.window_of(provider)
     used = compaction.context_tokens(chat, provider)
     return {
@@ -99,7 +90,7 @@ def compact(chat: Chat) -> dict[str, Any]:
 
     try:
         result = async_to_sync(compaction.compact_chat)(
-            chat.id, profile.to_config() if profile else None, publish, trigger="manual",
+            chat.id, store.provider_config(profile), publish, trigger="manual",
             system_prompt=[compaction.system_prompt_for(chat)], require_idle=True,
             to_async=sync_to_async)
     except compaction.NothingToCompact as exc:
@@ -116,7 +107,7 @@ def compact(chat: Chat) -> dict[str, Any]:
 def switch_profile(chat: Chat, profile: ModelProfile) -> None:
     """Use ``profile`` for the chat's next turns; refused (400 ``context_too_large``)
     when the chat's context does not fit the new model's window."""
-    provider = _for_counting(profile)
+    provider = store.provider_config(profile, with_key=False)
     window = compaction.window_of(provider)
     used = compaction.context_tokens(chat, provider)
     if used >= window:

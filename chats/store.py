@@ -129,6 +129,19 @@ def history_for_model(chat_id: uuid.UUID) -> list[dict[str, Any]]:
     return [*head, *(row.to_openai() for row in rows)]
 
 
+def provider_config(profile: ModelProfile | None, *, with_key: bool = True
+                    ) -> ProviderConfig | None:
+    """What the agent loop needs of a profile, with the key decrypted (``with_key``; the
+    token counting of context reports needs only the model and its window)."""
+    if profile is None:
+        return None
+    return ProviderConfig(name=profile.name, provider=profile.provider, model=profile.model,
+                          base_url=profile.base_url,
+                          api_key=profile.get_api_key() if with_key else "",
+                          context_window=profile.context_window,
+                          max_output_tokens=profile.max_output_tokens)
+
+
 def sandbox_policy() -> SandboxPolicy:
     config = SandboxConfig.load()
     return SandboxPolicy(**config.to_dict())
@@ -150,7 +163,7 @@ def start_next(chat_id: uuid.UUID) -> TurnSetup | None:
     return TurnSetup(
         message_id=msg.id, stream=msg.stream, owner_id=chat.owner_id,
         workspace=workspace_for(chat.owner),
-        provider=profile.to_config() if profile else None,
+        provider=provider_config(profile),
         history=history_for_model(chat_id), mode=policy.mode,
         overrides=dict(policy.tool_overrides), allowed_tools=set(chat.allowed_tools),
         sandbox=sandbox_policy(), next_position=msg.position + 1,

@@ -20,9 +20,9 @@ from chats import services
 from chats.access import get_chat_for
 from chats.models import Chat
 from chats.turns import get_manager
-from gateway_project.api import validated
-from gateway_project.errors import GatewayError
-from gateway_project.schema import (
+from gateway.api import validated
+from gateway.errors import GatewayError
+from chats.serializers import (
     CancelledBody,
     ChatBody,
     ChatDetailBody,
@@ -32,8 +32,8 @@ from gateway_project.schema import (
     ContextBody,
     DeletedBody,
     PanicBody,
-    responses,
 )
+from gateway.schema import responses
 from profiles.models import ModelProfile
 from profiles.views import ProfileNameSerializer, profile_by_name
 

@@ -23,8 +23,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from gateway_project.auth import create_token
-from gateway_project.models import ApiToken
+from gateway.auth import create_token
+from gateway.models import ApiToken
 
 DASHBOARD_TOKEN_NAME = "dashboard"
 DASHBOARD_TOKEN_TTL = dt.timedelta(hours=12)

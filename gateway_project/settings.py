@@ -10,13 +10,13 @@ from pathlib import Path
 
 import dj_database_url
 
-from gateway_project.env import (
+from gateway.env import (
     envbool,
     envfloat,
     envint,
     envlist,
     envpath,
-    envsecret,
+    lazysecret,
     envstr,
 )
 
@@ -27,7 +27,7 @@ GATEWAY_DATA_DIR = envpath("GATEWAY_DATA_DIR", BASE_DIR / "data")
 GATEWAY_DATA_DIR.mkdir(parents=True, exist_ok=True)
 GATEWAY_WORKSPACE = envpath("GATEWAY_WORKSPACE", GATEWAY_DATA_DIR / "workspaces")
 
-SECRET_KEY = envsecret("SECRET_KEY", GATEWAY_DATA_DIR)
+SECRET_KEY = lazysecret("SECRET_KEY", GATEWAY_DATA_DIR)
 DEBUG = envbool("DEBUG", False)
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
@@ -44,16 +44,15 @@ INSTALLED_APPS = [
     "knox",
     "drf_spectacular",
     "channels",
-    "gateway_project",
+    "gateway",
     "profiles",
     "permissions",
     "chats",
-    "agents",
     "dashboard",
 ]
 
 MIDDLEWARE = [
-    "gateway_project.logs.RequestLogMiddleware",
+    "gateway.logs.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -133,7 +132,7 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "gateway_project.layers.GatewayInMemoryChannelLayer",
+            "BACKEND": "gateway.layers.GatewayInMemoryChannelLayer",
             "CONFIG": {"capacity": _CHANNEL_CAPACITY, "expiry": 60},
         }
     }
@@ -153,11 +152,11 @@ STATIC_URL = "/static/"
 STATIC_ROOT = GATEWAY_DATA_DIR / "static"
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["gateway_project.auth.BearerTokenAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["gateway.auth.BearerTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "EXCEPTION_HANDLER": "gateway_project.errors.exception_handler",
+    "EXCEPTION_HANDLER": "gateway.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
@@ -166,14 +165,15 @@ REST_KNOX = {
     "TOKEN_TTL": None,  # tokens live until revoked unless created with an expiry
     "TOKEN_PREFIX": "gw_",
 }
-KNOX_TOKEN_MODEL = "gateway_project.ApiToken"
+KNOX_TOKEN_MODEL = "gateway.ApiToken"
 # knox's own migrations create its default token table even when the model is swapped
 # for ours; that orphan table would only hold a foreign key to users.
 MIGRATION_MODULES = {"knox": None}
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Agent gateway API",
-    "DESCRIPTION": "REST API of the agent gateway. The WebSocket protocol is in PROTOCOL.md.",
+    "DESCRIPTION": "REST API of the agent gateway. The WebSocket protocol is described in "
+                   "docs/protocol.md of the repository.",
     "VERSION": VERSION,
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
@@ -198,7 +198,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "json": {"()": "gateway_project.logs.JsonFormatter"},
+        "json": {"()": "gateway.logs.JsonFormatter"},
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
     # LOG_FORMAT=plain for a developer's terminal; JSON lines by default.
@@ -220,12 +220,12 @@ GATEWAY_MCP_PROBE_INTERVAL = envfloat("GATEWAY_MCP_PROBE_INTERVAL", 15.0, minimu
 GATEWAY_MCP_BACKOFF_MAX = envfloat("GATEWAY_MCP_BACKOFF_MAX", 120.0, minimum=1.0)
 GATEWAY_SKILLS_DIR = envpath("GATEWAY_SKILLS_DIR", GATEWAY_DATA_DIR / "skills")
 
-# GATEWAY_MAX_BODY_BYTES for every request, chunked ones too (gateway_project/limits.py);
+# GATEWAY_MAX_BODY_BYTES for every request, chunked ones too (gateway/limits.py);
 # after the request log, so refused requests are logged.
-MIDDLEWARE.insert(MIDDLEWARE.index("gateway_project.logs.RequestLogMiddleware") + 1,
-                  "gateway_project.limits.BodyLimitMiddleware")
+MIDDLEWARE.insert(MIDDLEWARE.index("gateway.logs.RequestLogMiddleware") + 1,
+                  "gateway.limits.BodyLimitMiddleware")
 
-# Failed-authentication limit per client address (gateway_project/ratelimit.py); 0 turns
+# Failed-authentication limit per client address (gateway/ratelimit.py); 0 turns
 # it off. The counts live in Django's cache: per process by default (LocMemCache), shared
 # by every process through Redis when REDIS_URL is set.
 GATEWAY_AUTH_FAIL_LIMIT = envint("GATEWAY_AUTH_FAIL_LIMIT", 20, minimum=0)

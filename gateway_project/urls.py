@@ -1,19 +1,20 @@
-"""URL routes: the REST API (spec + PROTOCOL.md aliases), admin, schema, dashboard."""
+"""URL routes: the REST API (with the Clotho-compatible aliases of docs/api.md), admin,
+schema, dashboard."""
 
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from chats import views as chats
-from gateway_project import views as gateway
+from gateway import views as gateway
 from mcp_servers import views as mcp_servers
 from permissions import views as permissions
 from profiles import views as profiles
 
-handler400 = "gateway_project.errors.handler400"
-handler403 = "gateway_project.errors.handler403"
-handler404 = "gateway_project.errors.handler404"
-handler500 = "gateway_project.errors.handler500"
+handler400 = "gateway.errors.handler400"
+handler403 = "gateway.errors.handler403"
+handler404 = "gateway.errors.handler404"
+handler500 = "gateway.errors.handler500"
 
 api = [
     path("chats", chats.ChatListView.as_view()),

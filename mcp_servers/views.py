@@ -15,8 +15,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents.mcp import TRANSPORTS
-from gateway_project.api import IsAdminOrReadOnly, validated
-from gateway_project.errors import GatewayError
+from gateway.api import IsAdminOrReadOnly, validated
+from gateway.errors import GatewayError
 from mcp_servers import runtime
 from mcp_servers.models import McpServer
 

@@ -10,15 +10,17 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from gateway_project.api import IsAdminOrReadOnly, validated
-from gateway_project.schema import PermissionsBody, SandboxBody, ToolsBody, responses
+from gateway import hooks
+from gateway.api import IsAdminOrReadOnly, validated
+from gateway.schema import responses
 from permissions.models import LEVELS, MODES, WORKSPACE_MODES, PermissionPolicy, SandboxConfig
+from permissions.serializers import PermissionsBody, SandboxBody, ToolsBody
 
 
 def available_tools() -> list[str]:
-    """Every tool name the model may call (built-ins first, then MCP tools)."""
-    from agents import toolbox  # agents imports nothing of this app
-    return toolbox.names()
+    """Every tool name the model may call (built-ins first, then MCP tools). The policy
+    knows no tools: the app that runs them provides the list (``gateway.hooks``)."""
+    return hooks.tool_names()
 
 
 class PermissionsSerializer(serializers.Serializer):

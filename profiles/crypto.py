@@ -23,12 +23,12 @@ def _fernet(secret: str) -> Fernet:
 
 
 def encrypt(plaintext: str) -> str:
-    return _fernet(settings.SECRET_KEY).encrypt(plaintext.encode()).decode()
+    return _fernet(str(settings.SECRET_KEY)).encrypt(plaintext.encode()).decode()
 
 
 def decrypt(ciphertext: str) -> str:
     """The plaintext; raises ValueError when SECRET_KEY changed since it was stored."""
     try:
-        return _fernet(settings.SECRET_KEY).decrypt(ciphertext.encode()).decode()
+        return _fernet(str(settings.SECRET_KEY)).decrypt(ciphertext.encode()).decode()
     except InvalidToken:
         raise ValueError("the API key cannot be decrypted (SECRET_KEY changed?)") from None

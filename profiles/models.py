@@ -6,10 +6,11 @@ from typing import Any
 
 from django.db import models, transaction
 
-from agents.providers import DEFAULT_BASE_URLS, ProviderConfig
 from profiles import crypto
 
-PROVIDERS = tuple(DEFAULT_BASE_URLS)
+# Every provider is reached through an OpenAI-compatible endpoint (the agent's
+# ``agents.providers`` knows their default URLs; a test keeps the two lists equal).
+PROVIDERS = ("openai", "ollama", "anthropic")
 
 
 class ModelProfile(models.Model):
@@ -50,13 +51,6 @@ class ModelProfile(models.Model):
     @property
     def masked_api_key(self) -> str | None:
         return f"...{self.api_key_last4}" if self.api_key_encrypted else None
-
-    def to_config(self) -> ProviderConfig:
-        """What the agent loop needs, with the key decrypted."""
-        return ProviderConfig(name=self.name, provider=self.provider, model=self.model,
-                              base_url=self.base_url, api_key=self.get_api_key(),
-                              context_window=self.context_window,
-                              max_output_tokens=self.max_output_tokens)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -12,16 +12,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from gateway_project.api import IsAdminOrReadOnly, StrictSerializer, validated
-from gateway_project.errors import GatewayError
-from gateway_project.schema import (
-    DefaultProfileBody,
+from gateway.api import IsAdminOrReadOnly, StrictSerializer, validated
+from gateway.errors import GatewayError
+from gateway.schema import responses
+from profiles.models import PROVIDERS, ModelProfile
+from profiles.serializers import (
     PROFILE_NAME,
+    DefaultProfileBody,
     NamedProfileBody,
     ProfilesBody,
-    responses,
 )
-from profiles.models import PROVIDERS, ModelProfile
 
 
 def http_url(value: str) -> None:

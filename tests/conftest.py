@@ -13,7 +13,7 @@ from django.core.cache import caches
 from django.core.cache.backends.locmem import LocMemCache
 from rest_framework.test import APIClient
 
-from gateway_project.auth import create_token
+from gateway.auth import create_token
 from tests.fake_upstream import FakeUpstream
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -74,7 +74,7 @@ def _workspaces(settings: Any, tmp_path: Path) -> Path:
 
 @pytest.fixture(autouse=True)
 def _auth_fail_counts() -> Iterator[None]:
-    """Failed-authentication counts (``gateway_project.ratelimit``) do not leak from one
+    """Failed-authentication counts (``gateway.ratelimit``) do not leak from one
     test into the next. Only a per-process cache is cleared: a Redis one is shared."""
     yield
     if isinstance(caches["default"], LocMemCache):

@@ -706,3 +706,16 @@ def test_counting_loads_the_rust_tokenizer_without_the_packages_registry():
     grown = int(subprocess.run([sys.executable, "-c", script], capture_output=True,
                                text=True, check=True).stdout.strip())
     assert grown < 55, f"loading cl100k grew the process by {grown} MB"
+
+
+def test_adding_a_model_is_one_line_of_the_data_file(tmp_path) -> None:
+    from agents.tokens import _load_registry
+
+    table = tmp_path / "models.toml"
+    table.write_text(Path(tokens.__file__).with_name("models.toml").read_text()
+                     + '"my-new-model" = { context_window = 54321 }\n')
+
+    windows, encodings = _load_registry(table)
+
+    assert windows["my-new-model"] == 54321
+    assert windows["gpt-4o"] == 128000 and encodings["gpt-4o"] == "o200k_base"

@@ -44,7 +44,7 @@ pytestmark = pytest.mark.timeout(60)
 
 CREATE_CAROL = f"""
 from django.contrib.auth import get_user_model
-from gateway_project.auth import create_token
+from gateway.auth import create_token
 user = get_user_model().objects.create_user("carol", password={CAROL_PASSWORD!r})
 print(create_token(user, "test")[1])
 """

@@ -9,7 +9,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from gateway_project.models import ApiToken
+from gateway.models import ApiToken
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Run ``python manage.py serve`` as a real process for end-to-end tests and benchmarks."""
+"""Run ``python3 manage.py serve`` as a real process for end-to-end tests and benchmarks."""
 
 from __future__ import annotations
 

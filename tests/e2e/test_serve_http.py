@@ -22,7 +22,7 @@ ISOLATED = {"DATABASE_URL": "", "REDIS_URL": "", "OPENAI_API_KEY": "",
             "PYTHONUNBUFFERED": ""}
 FIRST_START = re.compile(
     r"^Admin user 'admin'; its API token \(shown once, keep it\):\n(gw_[0-9a-f]{64})\n"
-    r"A new one later: python manage\.py issue_token admin --admin$", re.M)
+    r"A new one later: python3 manage\.py issue_token admin --admin$", re.M)
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from gateway_project.auth import create_token, user_for_token
-from gateway_project.models import ApiToken
+from gateway.auth import create_token, user_for_token
+from gateway.models import ApiToken
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,7 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from gateway_project.models import ApiToken
+from gateway.models import ApiToken
 
 pytestmark = pytest.mark.django_db
 

@@ -7,8 +7,8 @@ import asyncio
 import pytest
 from channels.exceptions import ChannelFull
 
-from gateway_project import layers
-from gateway_project.layers import GatewayInMemoryChannelLayer
+from gateway import layers
+from gateway.layers import GatewayInMemoryChannelLayer
 
 
 async def test_a_group_message_reaches_every_member_in_order():

@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from agents import events as ev
-from gateway_project.logs import JsonFormatter
+from gateway.logs import JsonFormatter
 from tests.chats.wsutil import (  # noqa: F401
     connect, fresh_runtime, new_chat, receive_until, send, wait_idle)
 

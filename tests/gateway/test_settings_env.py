@@ -1,4 +1,4 @@
-"""The typed readers of ``gateway_project/env.py``: defaults, values, and loud failures."""
+"""The typed readers of ``gateway/env.py``: defaults, values, and loud failures."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from gateway_project.env import envbool, envfloat, envint, envlist, envpath, envsecret, envstr
+from gateway.env import envbool, envfloat, envint, envlist, envpath, envsecret, envstr
 
 NAME = "GATEWAY_TEST_SETTING"
 

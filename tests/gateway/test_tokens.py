@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from gateway_project.models import ApiToken
+from gateway.models import ApiToken
 
 pytestmark = pytest.mark.django_db
 

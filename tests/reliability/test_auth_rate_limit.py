@@ -18,7 +18,7 @@ import pytest
 import websockets
 from channels.testing import WebsocketCommunicator
 
-from gateway_project import ratelimit
+from gateway import ratelimit
 from gateway_project.asgi import application
 from tests.chats.wsutil import fresh_runtime, new_chat  # noqa: F401
 from tests.e2e.server import ServeProcess

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from agents import events as ev
 from chats import frames
-from gateway_project.errors import GatewayError
+from gateway.errors import GatewayError
 from tests.chats.wsutil import connect, fresh_runtime, new_chat, send, wait_idle  # noqa: F401
 
 LIMIT = 64 * 1024

@@ -51,13 +51,20 @@ def redis_url() -> Iterator[str]:
     need(reachable("127.0.0.1", 6379), "Redis is not running on 127.0.0.1:6379")
     import redis
 
-    number = next(n for n in range(1, 16) if n not in _used_redis_dbs)
+    # A db number is claimed in db 0, so test runs in parallel (developers' worktrees)
+    # never share one; a claim expires by itself if a run dies.
+    claims = redis.Redis.from_url(f"{REDIS}/0")
+    number = next((n for n in range(1, 16) if n not in _used_redis_dbs and
+                   claims.set(f"gateway-test-db-claim:{n}", os.getpid(), nx=True, ex=900)),
+                  None)
+    need(number is not None, "no free Redis db number (1-15) for this test")
     _used_redis_dbs.add(number)
     url = f"{REDIS}/{number}"
     redis.Redis.from_url(url).flushdb()
     yield url
     redis.Redis.from_url(url).flushdb()
     _used_redis_dbs.discard(number)
+    claims.delete(f"gateway-test-db-claim:{number}")
 
 
 @pytest.fixture

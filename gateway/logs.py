@@ -14,7 +14,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 
-from gateway_project.middleware import HybridMiddleware
+from gateway.middleware import HybridMiddleware
 
 request_log = logging.getLogger("gateway.request")
 

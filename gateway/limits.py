@@ -14,8 +14,8 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from gateway_project.errors import json_error
-from gateway_project.middleware import HybridMiddleware
+from gateway.errors import json_error
+from gateway.middleware import HybridMiddleware
 
 
 def refusal(request: HttpRequest) -> HttpResponse | None:

@@ -17,8 +17,8 @@ from rest_framework import exceptions
 from rest_framework.authentication import get_authorization_header
 from rest_framework.request import Request
 
-from gateway_project import ratelimit
-from gateway_project.models import ApiToken
+from gateway import ratelimit
+from gateway.models import ApiToken
 
 CLOSE_UNAUTHORIZED = 4001  # a socket's "401"
 
@@ -27,7 +27,7 @@ class BearerTokenAuthentication(TokenAuthentication):
     """``Authorization: Bearer <token>``, hashed tokens from knox.
 
     Wrong tokens are counted per client address; past the limit the address gets 429
-    before its token is looked at (``gateway_project.ratelimit``).
+    before its token is looked at (``gateway.ratelimit``).
     """
 
     def authenticate(self, request: Request) -> tuple[Any, Any] | None:

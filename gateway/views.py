@@ -12,38 +12,26 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from chats import store
-from gateway_project.api import validated
-from gateway_project.auth import create_token
-from gateway_project.errors import GatewayError
-from gateway_project.models import ApiToken
-from gateway_project.schema import (
+from gateway import hooks
+from gateway.api import validated
+from gateway.auth import create_token
+from gateway.errors import GatewayError
+from gateway.models import ApiToken
+from gateway.schema import (
     HealthBody,
     TokenCreatedBody,
     TokenListBody,
     responses,
 )
-from mcp_servers.runtime import statuses as mcp_statuses
 
 
 def health_report() -> dict:
-    from agents.sandbox import sandbox_status
-
-    sandbox = store.sandbox_policy()
-    probe = sandbox_status()
-    report = {
-        "status": "ok",
-        "version": settings.VERSION,
-        "active_turns": store.running_count(),
-        "sandbox": {"enabled": sandbox.enabled, "available": bool(probe.get("available")),
-                    "reason": probe.get("reason")},
-    }
-    if sandbox.enabled and not report["sandbox"]["available"]:
-        report["status"] = "degraded"
-    mcp = mcp_statuses()  # this process's MCP servers, only when some are enabled
-    if mcp:
-        report["mcp"] = mcp
-        if any(server["state"] == "error" for server in mcp.values()):
+    """Status and version, plus the part of each app that plugs in (``gateway.hooks``)."""
+    report: dict = {"status": "ok", "version": settings.VERSION}
+    for part in hooks.health_parts:
+        keys, degraded = part()
+        report.update(keys)
+        if degraded:
             report["status"] = "degraded"
     return report
 

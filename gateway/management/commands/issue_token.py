@@ -8,7 +8,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 
-from gateway_project.auth import create_token
+from gateway.auth import create_token
 
 
 class Command(BaseCommand):

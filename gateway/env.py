@@ -6,11 +6,13 @@ in a deployment is an error at start-up rather than a silently ignored setting.
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.functional import lazy
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -68,6 +70,15 @@ def envlist(name: str, default: list[str]) -> list[str]:
 def envpath(name: str, default: Path) -> Path:
     raw = os.environ.get(name)
     return Path(raw).expanduser().resolve() if raw else default.resolve()
+
+
+def lazysecret(name: str, data_dir: Path) -> str:
+    """``envsecret``, but the file is read (or created) on first use, so commands that
+    never sign or encrypt anything (``manage.py --help``) write no secret. A value in the
+    environment is still checked at once."""
+    if os.environ.get(name):
+        return envsecret(name, data_dir)
+    return lazy(functools.cache(functools.partial(envsecret, name, data_dir)), str)()
 
 
 def envsecret(name: str, data_dir: Path) -> str:

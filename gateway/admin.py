@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from gateway_project.models import ApiToken
+from gateway.models import ApiToken
 
 
 @admin.register(ApiToken)

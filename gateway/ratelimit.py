@@ -92,7 +92,7 @@ def record_failure(client: str) -> None:
 
 class RateLimited(exceptions.Throttled):
     """Raised by the authentication class: rendered as 429 ``rate_limited`` with
-    ``Retry-After`` by ``gateway_project.errors``."""
+    ``Retry-After`` by ``gateway.errors``."""
 
     default_detail = "Too many failed authentications from this address."
 
