@@ -29,7 +29,7 @@ def need_bubblewrap() -> None:
 def start_server(data_dir: Path, upstream: FakeUpstream,
                  env: dict[str, str] | None = None) -> ServeProcess:
     """A fresh server with no configuration at all but a profile on the fake upstream."""
-    server = ServeProcess(data_dir, env=env).start()
+    server = ServeProcess(data_dir, env=env).start(timeout=120)  # a loaded shared machine
     with server.client() as http:
         created = http.post("/api/profiles", json={"name": "fake", "profile": {
             "provider": "openai", "model": "fake-model", "base_url": upstream.url,

@@ -51,11 +51,11 @@ def test_the_data_dir_is_private_and_so_is_all_the_server_writes(tmp_path, upstr
 
 def test_an_existing_data_dir_is_tightened_at_start_up(tmp_path, upstream):
     data = tmp_path / "data"
-    ServeProcess(data).start().stop()
+    ServeProcess(data).start(timeout=120).stop()
     data.chmod(0o755)
     for name in ("secret_key", "gateway.sqlite3"):
         (data / name).chmod(0o644)
-    ServeProcess(data).start().stop()
+    ServeProcess(data).start(timeout=120).stop()
     assert stat.S_IMODE(data.stat().st_mode) == 0o700
     for name in ("secret_key", "gateway.sqlite3"):
         assert stat.S_IMODE((data / name).stat().st_mode) == 0o600, name
@@ -74,7 +74,7 @@ def test_two_users_whose_names_looked_alike_get_different_workspaces(tmp_path, u
     finally:
         server.stop()
     assert "first-secret" not in seen
-    folders = [server.data_dir / "workspaces" / str(pk) for pk in ids]
+    folders = [server.data_dir / "workspaces" / f"@{pk}" for pk in ids]
     assert folders[0] != folders[1]
     assert (folders[0] / "mine.txt").read_text() == "first-secret\n"
     assert not (folders[1] / "mine.txt").exists()

@@ -26,7 +26,7 @@ def test_setuid_and_setgid_files_made_in_the_sandbox_are_plain_on_the_host(tmp_p
     try:
         token = add_member(server, "mallory")
         result = run_bash(server, upstream, token, ATTACK)
-        workspace = Path(server.data_dir, "workspaces", str(user_id(server, "mallory")))
+        workspace = Path(server.data_dir, "workspaces", f"@{user_id(server, 'mallory')}")
     finally:
         server.stop()
     # The bits were really set inside the sandbox, while the call ran...
