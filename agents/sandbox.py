@@ -24,7 +24,7 @@ bwrap's init, plus the pids cgroup is emptied when one is in use).
 
 Sandbox mode (``policy.enabled``)
 ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
-bubblewrap with new user/pid/ipc/uts/cgroup(/net) namespaces, read-only ``/usr``, a
+bubblewrap with new user/pid/ipc/uts/cgroup/net namespaces, read-only ``/usr``, a
 hand-picked minimum of ``/etc``, synthesized ``/etc/passwd``, ``/etc/group`` and
 ``/etc/hosts``, fresh ``/proc`` (with ``/proc/sys`` read-only), ``/dev``, size-limited
 tmpfs ``/tmp``, the workspace at ``/workspace`` and a read-only root.  The command runs
