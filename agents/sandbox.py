@@ -802,6 +802,22 @@ def _netns_fds(pid: int) -> tuple[int, int]:
         raise
 
 
+async def _wait_for_loopback(pid: int) -> None:
+    """bwrap reports the pid before it brings up the sandbox's ``lo``; slirp4netns
+    configuring the namespace meanwhile makes bwrap's netlink calls fail. ``::1`` shows
+    once ``lo`` is up (give up waiting after a while: IPv6 may be off)."""
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        try:
+            if " lo\n" in _read_text(f"/proc/{pid}/net/if_inet6"):
+                return
+        except FileNotFoundError:
+            return  # no IPv6 here, or the sandbox is gone (attaching will tell)
+        except OSError:
+            return
+        await asyncio.sleep(0.001)
+
+
 class _Network:
     """slirp4netns for one sandboxed call.
 
@@ -817,15 +833,24 @@ class _Network:
         self.block_r, self.block_w = os.pipe()
         self.exit_w: int | None = None
         self.proc: asyncio.subprocess.Process | None = None
+        self.task: asyncio.Future | None = None
 
     def child_fds(self) -> tuple[int, int]:
         """The ends bwrap gets (the caller closes them after spawning)."""
         return self.info_w, self.block_r
 
-    async def attach(self) -> None:
+    async def attach(self, timeout: float) -> None:
+        """Attach within ``timeout`` (``asyncio.TimeoutError`` otherwise). The work runs
+        on as a task even then, never cancelled half-way (it might have spawned
+        slirp4netns and not yet recorded it): :meth:`close` finishes it."""
+        self.task = asyncio.ensure_future(self._attach())
+        await asyncio.wait_for(asyncio.shield(self.task), timeout)
+
+    async def _attach(self) -> None:
         pid = await asyncio.to_thread(_read_child_pid, self.info_r)
         if pid is None:
             raise _NetworkError("bwrap exited before the network could be attached")
+        await _wait_for_loopback(pid)
         try:
             net_fd, user_fd = _netns_fds(pid)
         except OSError as exc:
@@ -852,9 +877,20 @@ class _Network:
             os.close(ready_r)
         if ready != b"1":
             raise _NetworkError("slirp4netns could not configure the sandbox's network")
-        os.write(self.block_w, b"1")
+        try:
+            os.write(self.block_w, b"1")
+        except OSError as exc:  # bwrap is gone
+            raise _NetworkError(f"the sandbox exited before it could start: {exc}") from exc
 
     async def close(self) -> None:
+        """Stop slirp4netns; call once the sandbox is killed (so pending reads end)."""
+        if self.exit_w is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.exit_w)  # slirp4netns exits; a pending ready-read ends
+            self.exit_w = None
+        if self.task is not None:
+            with contextlib.suppress(Exception):
+                await self.task
         for fd in (self.info_r, self.block_w, self.exit_w):
             if fd is not None:
                 with contextlib.suppress(OSError):
@@ -1111,7 +1147,7 @@ async def run_command(
             watchdog_task = asyncio.ensure_future(_watchdog(proc, watchdog_limit, state))
         try:
             if network is not None:
-                await asyncio.wait_for(network.attach(), min(timeout, _NETWORK_SETUP_TIMEOUT))
+                await network.attach(min(timeout, _NETWORK_SETUP_TIMEOUT))
             left = timeout - (time.monotonic() - started)
             await asyncio.wait_for(asyncio.shield(wait_task), max(left, 0.001))
         except asyncio.TimeoutError:
