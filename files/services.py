@@ -17,6 +17,7 @@ upload stores nothing.
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ _STATUS = {"invalid": 400, "outside": 403, "loop": 400, "not_found": 404,
            "not_regular": 409, "is_dir": 409, "not_dir": 409, "exists": 409,
            "too_large": 413, "too_deep": 409, "timeout": 504}
 _UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
+ABANDONED_AFTER = 24 * 3600  # seconds an unfinished upload's parts are kept
 
 
 def gateway_error(exc: fs.FsError) -> GatewayError:
@@ -220,6 +222,22 @@ def store(user: Any, raw_path: str | None, chunks: Iterable[bytes], size: int) -
     return {"path": path, "size": written}
 
 
+def store_many(user: Any, raw_folder: str | None, uploads: list[Any]) -> list[dict]:
+    """Several uploaded files (Django ``UploadedFile``s, each at most the request body
+    limit) into one folder under their own names; the limits are checked for all of them
+    first, so a refusal stores none."""
+    folder = _path(raw_folder, root_ok=True).rstrip("/")
+    for upload in uploads:
+        check_size(upload.size)
+    with open_workspace(user) as ws:
+        try:
+            check_quota(ws, sum(u.size for u in uploads), len(uploads))
+        except fs.FsError as exc:
+            raise gateway_error(exc) from None
+    return [store(user, f"{folder}/{upload.name}", upload.chunks(fs.CHUNK), upload.size)
+            for upload in uploads]
+
+
 def _staging(user: Any) -> fs.Workspace:
     """Parts of unfinished uploads: outside the workspace, so neither the agent nor the
     quota sees half a file."""
@@ -236,6 +254,7 @@ def store_part(user: Any, raw_path: str | None, chunks: Iterable[bytes], offset:
         try:
             if offset == 0 and not upload:
                 check_quota(ws, total, 1, replacing=path)
+                _drop_abandoned(parts)
                 upload = uuid.uuid4().hex
             elif not upload or not _UPLOAD_ID.match(upload) or not parts.is_dir(upload):
                 raise GatewayError("unknown_upload", "Start an upload with offset=0 and "
@@ -261,6 +280,14 @@ def store_part(user: Any, raw_path: str | None, chunks: Iterable[bytes], offset:
             raise
         parts.remove(upload, missing_ok=True)
     return {"path": path, "size": written}
+
+
+def _drop_abandoned(parts: fs.Workspace) -> None:
+    """Parts of the user's uploads untouched for a day: given up on, so removed."""
+    cutoff = time.time() - ABANDONED_AFTER
+    for entry in parts.listdir("."):
+        if entry.kind == "dir" and _UPLOAD_ID.match(entry.name) and entry.mtime < cutoff:
+            parts.remove(entry.name, missing_ok=True)
 
 
 def _joined(parts: fs.Workspace, upload: str) -> Iterator[bytes]:

@@ -14,7 +14,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents import fs
 from files import services
 from gateway.api import StrictSerializer, validated
 from gateway.errors import GatewayError
@@ -132,9 +131,7 @@ class UploadView(APIView):
         if not uploads:
             raise GatewayError("invalid_request", "Send one or more files as the multipart "
                                                   "field 'file'.", 400, {"file": "Required."})
-        stored = [services.store(owner, f"{folder.rstrip('/')}/{upload.name}",
-                                 upload.chunks(fs.CHUNK), upload.size) for upload in uploads]
-        return Response({"files": stored}, status=201)
+        return Response({"files": services.store_many(owner, folder, uploads)}, status=201)
 
 
 async def _stream(download: services.Download) -> AsyncIterator[bytes]:

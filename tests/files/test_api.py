@@ -4,6 +4,8 @@ multipart, folders, rename, delete, limits and admins acting for a user."""
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -160,3 +162,24 @@ def test_a_member_may_not_name_another_user(alice: Any, bob: Any) -> None:
 
 def test_it_requires_a_token(anon: Any) -> None:
     assert anon.get("/api/files").status_code == 401
+
+
+def test_several_files_over_the_quota_store_none(alice: Any, settings: Any) -> None:
+    settings.GATEWAY_FILES_QUOTA_FILES = 1
+    files = [SimpleUploadedFile("one.txt", b"1"), SimpleUploadedFile("two.txt", b"2")]
+
+    response = alice.client.post("/api/files/upload", {"file": files}, format="multipart")
+
+    assert response.status_code == 409 and response.json()["error"] == "quota_exceeded"
+    assert list(ws(alice).iterdir()) == []
+
+
+def test_parts_of_an_upload_abandoned_for_a_day_are_dropped(alice: Any, settings: Any) -> None:
+    started = put(alice, "old.bin", b"a" * 4, offset=0, total=8).json()["upload"]
+    staged = Path(settings.GATEWAY_DATA_DIR) / "upload-parts" / str(alice.user.pk) / started
+    day_ago = time.time() - 25 * 3600
+    os.utime(staged, (day_ago, day_ago))
+
+    put(alice, "new.bin", b"b" * 4, offset=0, total=8)
+
+    assert not staged.exists()
