@@ -6,6 +6,7 @@
 
 import { h, say, when, makeApi, csrfToken } from './util.js';
 import { ChatView } from './chat.js';
+import { FilesPanel } from './files.js';
 import { renderSettings } from './settings.js';
 
 const TOKEN_KEY = 'gateway.token';
@@ -194,10 +195,13 @@ class App {
     this.els.chatTitle.textContent = '';
     this.chat = new ChatView(this, chatId);
     this.chat.open();
+    this.files = new FilesPanel(this, chatId);
     if (window.matchMedia('(min-width: 761px)').matches) this.els.input.focus();
   }
 
   closeChat() {
+    if (this.files) this.files.close();
+    this.files = null;
     if (this.chat) this.chat.close();
     this.chat = null;
   }

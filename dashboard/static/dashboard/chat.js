@@ -280,6 +280,7 @@ export class ChatView {
       if (this.lastSeq !== null && event.seq <= this.lastSeq) return;  // seen already
       this.lastSeq = event.seq;
     }
+    if (event.type === 'agent.files_changed' && this.app.files) this.app.files.changed(data);
     const handler = this.handlers[event.type];
     if (!handler) return;
     const stick = this.nearBottom();
@@ -476,7 +477,9 @@ export class ChatView {
 
   addQueued(id, content) {
     const text = textOf(content);
-    const mine = this.sending.findIndex((pending) => pending.text === text);
+    // A message sent with attachments comes back with their notes after its text.
+    const mine = this.sending.findIndex((pending) => pending.text === text
+      || (pending.attached && text.startsWith(pending.text)));
     if (mine >= 0) {
       this.sending[mine].el.remove();
       this.sending.splice(mine, 1);
@@ -682,12 +685,15 @@ export class ChatView {
 
   // -- actions from the page ------------------------------------------------------------
   send(text) {
-    if (!this.sendFrame({ type: 'user_message', content: text, stream: true })) return false;
+    const frame = { type: 'user_message', content: text, stream: true };
+    const attachments = this.app.files ? this.app.files.takeAttachments() : [];  // files.js
+    if (attachments.length) frame.attachments = attachments;
+    if (!this.sendFrame(frame)) return false;
     const el = this.userBubble(text, null);
     el.classList.add('queued', 'sending');
     el.querySelector('.meta').textContent = 'sending…';
     this.els.queued.append(el);
-    this.sending.push({ text, el });
+    this.sending.push({ text, el, attached: attachments.length > 0 });
     this.scrollToEnd();
     return true;
   }
