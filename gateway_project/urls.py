@@ -7,7 +7,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from chats import views as chats
 from gateway import views as gateway
+from jobs import views as jobs
 from mcp_servers import views as mcp_servers
+from notifications import views as notifications
 from permissions import views as permissions
 from profiles import views as profiles
 
@@ -38,6 +40,14 @@ api = [
     path("panic", chats.PanicView.as_view()),
     path("tokens", gateway.TokenListView.as_view()),
     path("tokens/<str:token_id>", gateway.TokenDetailView.as_view()),
+    path("jobs", jobs.JobListView.as_view()),
+    path("jobs/<str:job_id>", jobs.JobDetailView.as_view()),
+    path("jobs/<str:job_id>/run", jobs.JobRunNowView.as_view()),
+    path("jobs/<str:job_id>/runs", jobs.JobRunListView.as_view()),
+    path("notifications/destinations", notifications.DestinationListView.as_view()),
+    path("notifications/destinations/<str:destination_id>",
+         notifications.DestinationDetailView.as_view()),
+    path("notifications/deliveries", notifications.DeliveryListView.as_view()),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]
