@@ -78,9 +78,10 @@ def _save(job: Job, user: AbstractBaseUser, body: dict[str, Any]) -> Job:
     return job
 
 
-def create(user: AbstractBaseUser, body: dict[str, Any]) -> Job:
+def create(user: AbstractBaseUser, body: dict[str, Any], chat: Chat | None = None) -> Job:
+    """A job writing to ``chat`` (an importer's existing chat), else to a new one."""
     job = Job(owner=user)
-    job.chat = Chat(owner=user, title=f"Job: {body['name']}")
+    job.chat = chat or Chat(owner=user, title=f"Job: {body['name']}")
     _apply(job, user, body)
     reschedule(job)
     return _save(job, user, body)
