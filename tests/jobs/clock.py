@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+import time
 from pathlib import Path
 
 from tests.conftest import need
 
+CACHE_SECONDS = 1
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 
 
@@ -34,14 +36,12 @@ class FakeClock:
         empty = self.path.parent / "empty-path"
         empty.mkdir(exist_ok=True)
         return {"LD_PRELOAD": str(LIBFAKETIME), "FAKETIME_TIMESTAMP_FILE": str(self.path),
-                "FAKETIME_CACHE_DURATION": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+                "FAKETIME_CACHE_DURATION": str(CACHE_SECONDS), "FAKETIME_DONT_FAKE_MONOTONIC": "1",
                 "FAKETIME_DISABLE_SHM": "1", "PATH": str(empty)}
 
     def set(self, when: dt.datetime) -> None:
-        """Make the servers' wall clock read ``when`` now (and run on from there)."""
+        """Make the servers' wall clock read ``when`` now (and run on from there). Returns
+        once the servers' cached offset has expired, so their next look sees it."""
         real = dt.datetime.now(dt.timezone.utc)
         self.path.write_text(f"+{round((when - real).total_seconds())}\n")
-
-
-def minute_start(when: dt.datetime) -> dt.datetime:
-    return when.replace(second=0, microsecond=0)
+        time.sleep(CACHE_SECONDS + 1.5)
