@@ -45,3 +45,7 @@ class FakeClock:
         real = dt.datetime.now(dt.timezone.utc)
         self.path.write_text(f"+{round((when - real).total_seconds())}\n")
         time.sleep(CACHE_SECONDS + 1.5)
+
+
+def minute_start(when: dt.datetime) -> dt.datetime:
+    return when.replace(second=0, microsecond=0)

@@ -83,9 +83,12 @@ def test_results_reach_discord_slack_and_a_signed_webhook_that_fails_twice(plain
         upstream.enqueue(Text("All systems nominal."))
         job = make_job(http, "report", destinations=["d", "s", "w"])
         run = run_now(http, job)
-        log = wait_for(lambda: all(d["status"] == "delivered" for d in (
-            rows := http.get("/api/notifications/deliveries").json()["deliveries"]))
-            and len(rows) == 3 and rows, what="three deliveries")
+        def delivered() -> list[dict] | None:
+            rows = http.get("/api/notifications/deliveries").json()["deliveries"]
+            done = len(rows) == 3 and all(d["status"] == "delivered" for d in rows)
+            return rows if done else None
+
+        log = wait_for(delivered, what="three deliveries")
     assert "All systems nominal." in discord.json(0)["content"]
     assert "All systems nominal." in slack.json(0)["text"]
     assert len(hook.requests) == 3  # two 500s, then the third try
