@@ -62,6 +62,8 @@ def check_public_host(host: str, port: int) -> None:
 
 
 def _check_addresses(target: str) -> str:
+    if "\n" in target or "\r" in target:  # header injection into the mail
+        raise _refuse("Give one or more e-mail addresses, separated by commas.")
     addresses = [addr for _, addr in getaddresses([target]) if addr]
     if not addresses or any("@" not in a or "\n" in a or "\r" in a for a in addresses):
         raise _refuse("Give one or more e-mail addresses, separated by commas.")
