@@ -10,6 +10,7 @@ libfaketime) is followed at the next poll.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 import socket
@@ -76,7 +77,11 @@ class Scheduler:
         return run.pk
 
     def launch(self, run_id: int) -> None:
-        task = asyncio.get_running_loop().create_task(self.execute(run_id))
+        # A fresh context: "run now" comes from a request's thread (async_to_sync), and a
+        # task that inherited its context would send database calls to that request's
+        # executor, which is gone once the response is out.
+        task = asyncio.get_running_loop().create_task(self.execute(run_id),
+                                                      context=contextvars.Context())
         self.running[run_id] = task
         task.add_done_callback(lambda _: self.running.pop(run_id, None))
 
