@@ -15,7 +15,7 @@ from tests.fake_upstream import FakeUpstream
 from tests.jobs.clock import FakeClock, minute_start
 
 # Generous: a loaded machine (and libfaketime) makes a first start slow.
-START_TIMEOUT = 120
+START_TIMEOUT = 300
 FAST = {"GATEWAY_JOBS_POLL_SECONDS": "0.5", "GATEWAY_NOTIFY_POLL_SECONDS": "0.5",
         "GATEWAY_NOTIFY_BACKOFF_SECONDS": "0.2", "GATEWAY_UPSTREAM_RETRIES": "0",
         "GATEWAY_NOTIFY_UNSAFE_ANY_HOST": "1", "SECRET_KEY": "k" * 50}
