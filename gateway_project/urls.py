@@ -1,11 +1,12 @@
 """URL routes: the REST API (with the Clotho-compatible aliases of docs/api.md), admin,
-schema, dashboard."""
+the OpenAPI and AsyncAPI documents, dashboard."""
 
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from chats import views as chats
+from chats.contract import AsyncApiView
 from gateway import views as gateway
 from jobs import views as jobs
 from mcp_servers import views as mcp_servers
@@ -50,6 +51,7 @@ api = [
     path("notifications/deliveries", notifications.DeliveryListView.as_view()),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("asyncapi.json", AsyncApiView.as_view(), name="asyncapi"),
 ]
 
 urlpatterns = [
