@@ -22,7 +22,7 @@ from django.conf import settings
 
 from chats.turns import get_manager
 from jobs import store
-from jobs.models import Job
+from jobs.models import Job, JobRun
 
 logger = logging.getLogger(__name__)
 run_log = logging.getLogger("gateway.job")
@@ -87,9 +87,12 @@ class Scheduler:
 
     async def execute(self, run_id: int) -> None:
         """Run the job's prompt as a turn of its chat and record the outcome."""
-        info = await db(store.run_info)(run_id)
         started = time.perf_counter()
         error = ""
+        try:
+            info = await db(store.run_info)(run_id)
+        except JobRun.DoesNotExist:
+            return  # the job was deleted before its run started
         try:
             message_id = await get_manager().submit(info.chat_id, info.prompt, stream=False)
             await db(store.set_message)(run_id, message_id)

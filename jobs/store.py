@@ -163,9 +163,9 @@ def finish(run_id: int, runner: str, outcome: Outcome, error: str = "") -> None:
     """Record how the run ended and queue its deliveries (in one transaction, so a
     finished run is always announced)."""
     now = timezone.now()
-    run = JobRun.objects.select_for_update().select_related("job").get(pk=run_id)
-    if run.status != "running" or run.runner != runner:
-        return  # recovered meanwhile as interrupted: that record stands
+    run = JobRun.objects.select_for_update().select_related("job").filter(pk=run_id).first()
+    if run is None or run.status != "running" or run.runner != runner:
+        return  # the job was deleted, or the run recovered as interrupted meanwhile
     run.status, run.finished_at = outcome.status, now
     run.duration_ms = int((now - run.started_at).total_seconds() * 1000)
     run.usage, run.stop_reason, run.error = outcome.usage or None, outcome.stop_reason, error
@@ -196,8 +196,8 @@ def stale_runs(force: bool) -> list[int]:
 def settle_dead_run(run_id: int, force: bool) -> bool:
     """Mark a run of a dead process interrupted (its turn is settled by the chats app,
     like any crashed turn). False when its runner renewed it meanwhile."""
-    run = JobRun.objects.select_for_update().select_related("job").get(pk=run_id)
-    if run.status != "running":
+    run = JobRun.objects.select_for_update().select_related("job").filter(pk=run_id).first()
+    if run is None or run.status != "running":
         return False
     if not force and run.lease_until and run.lease_until >= timezone.now():
         return False
