@@ -20,10 +20,10 @@ FIRES = 20
 def test_two_processes_fire_each_slot_exactly_once(tmp_path: Path, pg_url, redis_url,  # noqa: F811
                                                    clock, start_minute, upstream):
     env = {**FAST, **clock.env, "DATABASE_URL": pg_url, "REDIS_URL": redis_url}
-    clock.set(start_minute + dt.timedelta(seconds=5))
     first = ServeProcess(tmp_path / "a", env).start(timeout=START_TIMEOUT)
     second = ServeProcess(tmp_path / "b", env).start(timeout=START_TIMEOUT)
     try:
+        clock.set(start_minute + dt.timedelta(seconds=5))  # after the (slow) starts
         with client(first) as http:
             add_profile(http, upstream)
             job = http.post("/api/jobs", json={
