@@ -22,11 +22,17 @@ class ScheduleSerializer(StrictSerializer):
     at = serializers.DateTimeField(required=False)
 
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
-        needs = {"cron": "cron", "interval": "seconds", "once": "at"}[data["kind"]]
+        # A schedule is always replaced whole, also in a PATCH (where DRF validates
+        # nested fields as partial and applies no defaults).
+        kind = data.get("kind")
+        if kind is None:
+            raise serializers.ValidationError({"kind": "This field is required."})
+        needs = {"cron": "cron", "interval": "seconds", "once": "at"}[kind]
         if needs not in data:
-            raise serializers.ValidationError({needs: f"Required for kind {data['kind']}."})
-        if data["kind"] == "cron":
-            problem = cron_error(data["cron"]) or None
+            raise serializers.ValidationError({needs: f"Required for kind {kind}."})
+        data.setdefault("timezone", "UTC")
+        if kind == "cron":
+            problem = cron_error(data["cron"])
             if problem:
                 raise serializers.ValidationError({"cron": problem})
             problem = timezone_error(data["timezone"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from asgiref.sync import async_to_sync
+from django.contrib.auth.models import AbstractBaseUser
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
@@ -22,7 +23,7 @@ OBJ = OpenApiTypes.OBJECT
 MAX_RUNS = 100
 
 
-def _jobs_of(user) -> list[Job]:  # type: ignore[no-untyped-def]
+def _jobs_of(user: AbstractBaseUser) -> list[Job]:
     return list(Job.objects.filter(owner=user).select_related("chat__profile")
                 .prefetch_related("destinations"))
 

@@ -113,3 +113,14 @@ def test_runs_are_listed_newest_first_with_their_chat(alice):
 
 def test_anonymous_requests_are_refused(anon):
     assert anon.get("/api/jobs").status_code == 401
+
+
+def test_a_patch_replaces_the_schedule_whole(alice):
+    job = new_job(alice).json()
+    partial = alice.client.patch(f"/api/jobs/{job['id']}", {"schedule": {"cron": "* * * * *"}},
+                                 format="json")
+    assert partial.status_code == 400 and "kind" in str(partial.json()["fields"])
+    whole = alice.client.patch(f"/api/jobs/{job['id']}", {
+        "schedule": {"kind": "cron", "cron": "*/5 * * * *"}}, format="json")
+    assert whole.json()["schedule"] == {"kind": "cron", "cron": "*/5 * * * *",
+                                        "timezone": "UTC"}
