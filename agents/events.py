@@ -22,6 +22,7 @@ ERROR = "agent.error"
 COMPACTION_STARTED = "agent.compaction_started"
 CONTEXT_COMPACTED = "agent.context_compacted"
 QUEUED = "agent.queued"
+TITLE = "agent.title"  # the server wrote the chat's title (after the first reply)
 
 # Required keys of each event's ``data`` (extra keys are allowed where noted in PROTOCOL.md).
 PAYLOAD_KEYS: dict[str, frozenset[str]] = {
@@ -39,6 +40,7 @@ PAYLOAD_KEYS: dict[str, frozenset[str]] = {
     COMPACTION_STARTED: frozenset({"tokens_before", "context_window"}),
     CONTEXT_COMPACTED: frozenset({"tokens_before", "tokens_after", "turns_removed"}),
     QUEUED: frozenset({"message_id", "position"}),
+    TITLE: frozenset({"title"}),
 }
 
 # Codes of agent.error.

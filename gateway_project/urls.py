@@ -18,7 +18,12 @@ handler500 = "gateway.errors.handler500"
 
 api = [
     path("chats", chats.ChatListView.as_view()),
+    path("chats/bulk-delete", chats.ChatBulkDeleteView.as_view()),
     path("chats/<str:chat_id>", chats.ChatDetailView.as_view()),
+    path("chats/<str:chat_id>/messages/<int:message_id>/regenerate",
+         chats.MessageRegenerateView.as_view()),
+    path("chats/<str:chat_id>/messages/<int:message_id>/edit",
+         chats.MessageEditView.as_view()),
     path("chats/<str:chat_id>/context", chats.ChatContextView.as_view()),
     path("chats/<str:chat_id>/compact", chats.ChatCompactView.as_view()),
     path("chats/<str:chat_id>/cancel", chats.ChatCancelView.as_view()),

@@ -15,6 +15,8 @@ class StoredProfileBody(serializers.Serializer):
     api_key = serializers.CharField(allow_null=True, help_text='Masked: "...abcd".')
     context_window = serializers.IntegerField(allow_null=True)
     max_output_tokens = serializers.IntegerField(allow_null=True)
+    auto_title = serializers.BooleanField(help_text="Ask the model for a short title "
+                                          "after a chat's first reply.")
 
 
 class NamedProfileBody(serializers.Serializer):

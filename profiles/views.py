@@ -48,6 +48,7 @@ class ProfileBodySerializer(StrictSerializer):
                                               required=False, allow_null=True)
     max_output_tokens = serializers.IntegerField(min_value=1, max_value=10_000_000,
                                                  required=False, allow_null=True)
+    auto_title = serializers.BooleanField(required=False, default=False)
 
 
 # Names that are routes under /api/profiles/ and so cannot name a profile.
@@ -111,7 +112,8 @@ class ProfileListView(APIView):
         profile = ModelProfile(name=body["name"], provider=fields["provider"],
                                model=fields["model"], base_url=fields.get("base_url") or "",
                                context_window=fields.get("context_window"),
-                               max_output_tokens=fields.get("max_output_tokens"))
+                               max_output_tokens=fields.get("max_output_tokens"),
+                               auto_title=fields["auto_title"])
         profile.set_api_key(fields.get("api_key"))
         try:
             with transaction.atomic():
