@@ -8,6 +8,8 @@ but the model is no longer sent them. The new message then runs as any queued me
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import uuid
 from typing import Any
 
@@ -64,4 +66,10 @@ async def start(chat_id: str, message_id: int) -> None:
     message that came over a socket)."""
     manager = get_manager()
     await manager.publish(chat_id, ev.QUEUED, {"message_id": message_id, "position": 1})
-    await manager.kick(chat_id)
+    # Not awaited, and in a fresh context: called from a sync view, this coroutine runs
+    # while the view holds the thread that database calls go to, and its context holds
+    # that request's executor, which ends with the request; the turn outlives both.
+    task = asyncio.get_running_loop().create_task(manager.kick(chat_id),
+                                                  context=contextvars.Context())
+    manager.background.add(task)
+    task.add_done_callback(manager.background.discard)
