@@ -27,7 +27,8 @@ def text_of(content: Any) -> str:
 
 def title_from(content: Any) -> str:
     """A title from a first message: its first line, shortened at a word."""
-    line = " ".join(text_of(content).split())
+    lines = [line for line in text_of(content).splitlines() if line.strip()]
+    line = " ".join(lines[0].split()) if lines else ""
     if len(line) <= MAX_TITLE:
         return line
     cut = line[:MAX_TITLE - 1].rsplit(" ", 1)[0] or line[:MAX_TITLE - 1]

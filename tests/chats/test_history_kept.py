@@ -221,8 +221,7 @@ async def test_a_chat_is_titled_from_its_first_message_at_once(alice, profile, u
     await send(comm, {"type": "user_message",
                       "content": "Plan a   three-day trip to Lisbon\nwith museums and food"})
     await receive_until(comm, ev.TURN_STARTED)
-    assert (await detail(alice, chat))["title"] == \
-        "Plan a three-day trip to Lisbon with museums and food"
+    assert (await detail(alice, chat))["title"] == "Plan a three-day trip to Lisbon"
     await receive_until(comm, ev.TURN_COMPLETE)
     await comm.disconnect()
 
