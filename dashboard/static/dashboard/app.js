@@ -1,4 +1,5 @@
-// The dashboard page: sign-in, the chat list, routing (#/, #/chats/<id>, #/settings).
+// The dashboard page: sign-in, the chat list, routing (#/, #/chats/<id>, #/settings,
+// #/tokens).
 //
 // The bearer token lives in sessionStorage only: this tab, until it closes. A password
 // sign-in (Django's session) gets a token of its own from POST /dashboard/token, which
@@ -7,6 +8,7 @@
 import { h, say, when, makeApi, csrfToken } from './util.js';
 import { ChatView } from './chat.js';
 import { renderSettings } from './settings.js';
+import { renderTokens } from './tokens.js';
 
 const TOKEN_KEY = 'gateway.token';
 const MINTED_KEY = 'gateway.tokenId';  // set when this page minted the token itself
@@ -30,6 +32,7 @@ class App {
       newChat: byId('new-chat'), listError: byId('list-error'),
       homeView: byId('home-view'), chatView: byId('chat-view'),
       settingsView: byId('settings-view'), settingsBody: byId('settings-body'),
+      tokensView: byId('tokens-view'), tokensBody: byId('tokens-body'),
       chatTitle: byId('chat-title'), renameBtn: byId('rename-btn'),
       renameForm: byId('rename-form'), renameInput: byId('rename-input'),
       renameCancel: byId('rename-cancel'), deleteBtn: byId('delete-btn'),
@@ -175,6 +178,10 @@ class App {
       this.closeChat();
       this.show('settings');
       renderSettings(this, this.els.settingsBody);
+    } else if (path === '/tokens') {
+      this.closeChat();
+      this.show('tokens');
+      renderTokens(this, this.els.tokensBody);
     } else {
       this.closeChat();
       this.show('home');
@@ -186,6 +193,7 @@ class App {
     this.els.homeView.hidden = view !== 'home';
     this.els.chatView.hidden = view !== 'chat';
     this.els.settingsView.hidden = view !== 'settings';
+    this.els.tokensView.hidden = view !== 'tokens';
   }
 
   openChat(chatId) {
