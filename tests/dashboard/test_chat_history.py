@@ -1,6 +1,6 @@
 """Chats people live in, in headless Chromium against a real ``serve``: an upstream error
 kept across a reload and retried; regenerate and edit with the old replies reachable;
-copy buttons; search; titles for chats made over the API.
+copy buttons; search; titles for chats made over the API; a member's own API tokens.
 
 Screenshots go to ``test-artifacts/screenshots/`` (desktop and phone).
 """
@@ -8,6 +8,9 @@ Screenshots go to ``test-artifacts/screenshots/`` (desktop and phone).
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 from typing import Any, Iterator
 
 import pytest
@@ -24,7 +27,7 @@ from tests.dashboard.test_dashboard import (  # noqa: F401 - fixtures
     shot,
     wait_idle,
 )
-from tests.e2e.server import ServeProcess
+from tests.e2e.server import ROOT, ServeProcess
 from tests.fake_upstream import FakeUpstream, HttpError, Text
 
 pytestmark = pytest.mark.timeout(240)
@@ -194,3 +197,47 @@ def test_search_finds_an_older_chat_and_api_chats_have_titles(pages, server, ups
     phone.fill("#chat-search", "rolling")
     expect(phone.locator("#chat-list li")).to_have_count(1)
     shot(phone, "38-search-phone")
+
+
+def _member_token(server: ServeProcess, username: str) -> str:
+    made = subprocess.run([sys.executable, "manage.py", "issue_token", username], cwd=ROOT,
+                          env=server.env, capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    return made.stdout.strip().splitlines()[-1]
+
+
+def test_a_member_creates_and_revokes_a_token_in_the_page(pages, server):
+    from playwright.sync_api import expect
+
+    dora = _member_token(server, "dora")
+    page = pages.signed_in(dora)
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
+    page.click("#tokens-link")
+    page.fill("#token-name", "my script")
+    page.select_option("#token-expiry", "90")
+    page.get_by_role("button", name="Create token").click()
+    created = page.locator("#new-token")
+    expect(created).to_have_text(re.compile(r"^gw_[0-9a-f]{64}$"))
+    token = created.inner_text()
+    page.locator(".token-once button").click()
+    assert page.evaluate("navigator.clipboard.readText()") == token
+    row = page.locator("#token-table tr", has_text="my script")
+    expect(row).to_have_count(1)
+    expect(page.locator("#token-table tr", has_text="this page")
+           .get_by_role("button", name="Revoke")).to_be_disabled()
+    shot(page, "39-tokens")
+    with server.client(token) as http:
+        assert http.get("/api/chats").status_code == 200
+
+    row.get_by_role("button", name="Revoke").click()
+    expect(row).to_have_count(0)
+    with server.client(token) as http:
+        assert http.get("/api/chats").status_code == 401
+    # Shown once: the page opened again has no way to see it.
+    page.reload()
+    page.wait_for_selector("#tokens-view:not([hidden])")
+    expect(page.locator("#new-token")).to_have_count(0)
+    phone = pages.signed_in(dora, PHONE)
+    phone.goto(f"{server.url}/#/tokens")
+    expect(phone.locator("#token-table tbody tr")).to_have_count(1)
+    shot(phone, "40-tokens-phone")
