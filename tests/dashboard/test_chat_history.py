@@ -241,3 +241,36 @@ def test_a_member_creates_and_revokes_a_token_in_the_page(pages, server):
     phone.goto(f"{server.url}/#/tokens")
     expect(phone.locator("#token-table tbody tr")).to_have_count(1)
     shot(phone, "40-tokens-phone")
+
+
+def test_code_is_highlighted_math_is_rendered_and_both_copy(pages, server, upstream):
+    from playwright.sync_api import expect
+
+    chat_id = new_chat(server)
+    page = signed_in(pages, server)
+    open_chat(page, server, chat_id)
+    reply = ("Energy: $E = mc^2$.\n\n$$\\int_0^1 x^2\\,dx = \\frac{1}{3}$$\n\n"
+             "```python\ndef area(r):\n    return 3.14 * r ** 2\n```\n\n"
+             "| a | b |\n|---|---|\n| 1 | 2 |\n")
+    upstream.enqueue(Text(reply, chunk_size=9))
+    send(page, "show me math and code")
+    wait_idle(page)
+    bubble = page.locator("#transcript > .msg.assistant .bubble").last
+    code = bubble.locator("pre code")
+    expect(code).to_have_attribute("data-lang", "python")
+    expect(code.locator(".hljs-keyword").first).to_have_text("def")
+    expect(bubble.locator("math")).to_have_count(2)  # inline and display, as MathML
+    expect(bubble.locator("math mfrac")).to_have_count(1)
+    expect(bubble.locator(".md-table table td").first).to_have_text("1")
+    assert bubble.locator("[style]").count() == 0  # nothing the strict CSP would block
+    bubble.locator("pre .copy").click()
+    assert page.evaluate("navigator.clipboard.readText()") == \
+        "def area(r):\n    return 3.14 * r ** 2"
+    shot(page, "41-code-and-math")
+    page.reload()  # the same from the saved history
+    page.wait_for_function(CHAT_READY)
+    expect(page.locator("#transcript > .msg.assistant .bubble math")).to_have_count(2)
+    phone = signed_in(pages, server, PHONE)
+    open_chat(phone, server, chat_id)
+    expect(phone.locator("#transcript .hljs-keyword").first).to_be_visible()
+    shot(phone, "42-code-and-math-phone")

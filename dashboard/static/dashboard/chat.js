@@ -61,7 +61,8 @@ function addCodeCopy(root) {
   for (const pre of root.querySelectorAll('pre')) {
     if (pre.querySelector(':scope > .copy')) continue;
     const code = pre.querySelector('code') || pre;
-    pre.prepend(copyButton(() => code.textContent, 'Copy code'));
+    // Without the newline the fence leaves at the end of the block.
+    pre.prepend(copyButton(() => code.textContent.replace(/\n$/, ''), 'Copy code'));
   }
 }
 
