@@ -35,6 +35,7 @@ api = [
     path("profiles/default/current", profiles.DefaultProfileView.as_view()),
     path("profiles/default/set", profiles.DefaultProfileView.as_view()),
     path("profiles/<str:name>", profiles.ProfileDetailView.as_view()),
+    path("profiles/<str:name>/models", profiles.ProfileModelsView.as_view()),
     path("permissions", permissions.PermissionsView.as_view()),
     path("permissions/tools", permissions.ToolsView.as_view()),
     path("mcp/servers", mcp_servers.McpServerListView.as_view()),

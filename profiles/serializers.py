@@ -19,6 +19,11 @@ class StoredProfileBody(serializers.Serializer):
                                           "after a chat's first reply.")
 
 
+class ModelListBody(serializers.Serializer):
+    models = serializers.ListField(child=serializers.CharField(),
+                                   help_text="Model ids the provider serves.")
+
+
 class NamedProfileBody(serializers.Serializer):
     name = serializers.CharField()
     profile = StoredProfileBody()
