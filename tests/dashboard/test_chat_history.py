@@ -274,3 +274,25 @@ def test_code_is_highlighted_math_is_rendered_and_both_copy(pages, server, upstr
     open_chat(phone, server, chat_id)
     expect(phone.locator("#transcript .hljs-keyword").first).to_be_visible()
     shot(phone, "42-code-and-math-phone")
+
+
+def test_an_admin_edits_a_profile_in_place_and_tests_its_connection(pages, server):
+    from playwright.sync_api import expect
+
+    page = signed_in(pages, server)
+    page.goto(f"{server.url}/#/settings")
+    row = page.locator("tr[data-profile='fake']")
+    row.get_by_role("button", name="Test connection").click()
+    expect(page.locator("#profiles-ok")).to_contain_text("fake: connected")
+    row.get_by_role("button", name="Edit").click()
+    expect(page.locator("#pf-name")).to_be_disabled()
+    expect(page.locator("#pf-models option[value='fake-model']")).to_have_count(1)
+    page.fill("#pf-context-window", "12000")
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.locator("#profiles-ok")).to_have_text("Saved fake.")
+    expect(row).to_contain_text("12,000")
+    with server.client() as http:
+        stored = http.get("/api/profiles/fake").json()["profile"]
+    assert stored["context_window"] == 12000 and stored["api_key"] == "...1234"
+    expect(page.locator("#sb-status")).to_contain_text("sandbox")
+    shot(page, "43-profile-edit")
