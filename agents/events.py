@@ -213,6 +213,9 @@ ERROR = event(
     "chat's current seq; every other code is a chat event.",
     Field("code", {"type": "string", "enum": list(ERROR_CODES)}, "What went wrong."),
     Field("message", STRING, "One sentence a person can act on."),
+    opt("detail", STRING, "The technical text (for a turn's errors; shown folded away)."),
+    opt("error_id", COUNT, "Id of the error as kept in the chat's history (GET "
+                           "/api/chats/{id} lists it under errors): a turn's errors only."),
     scope="both")
 COMPACTION_STARTED = event(
     "agent.compaction_started", "Older exchanges are being summarised to free context.",
@@ -229,6 +232,11 @@ QUEUED = event(
     "runs at once; always before its agent.turn_started).",
     Field("message_id", COUNT, "Id of the stored user message."),
     Field("position", {"type": "integer", "minimum": 1}, "1 = next to run."))
+TITLE = event(
+    "agent.title",
+    "The server titled the chat: the model wrote a short title after the first reply "
+    "(profiles with auto_title). A title a person set is never replaced.",
+    Field("title", STRING, "The chat's new title."))
 
 # -- client-to-server frames ----------------------------------------------------------
 

@@ -22,6 +22,7 @@ from django.utils import timezone
 from agents.compaction import summary_message
 from agents.providers import ProviderConfig
 from agents.sandbox import SandboxPolicy
+from chats import titles
 from chats.models import Chat, Compaction, Message, PendingApproval
 from permissions.models import PermissionPolicy, SandboxConfig
 from profiles.models import ModelProfile
@@ -92,7 +93,9 @@ def enqueue_and_start(chat_id: uuid.UUID, content: Any, stream: bool, owner: str
     place in the queue (1 = next) and the started turn's setup, if any."""
     msg = Message.objects.create(chat_id=chat_id, role="user", content=content,
                                  status="queued", stream=stream)
-    Chat.objects.filter(pk=chat_id).update(updated_at=timezone.now())
+    # Last activity; and an untitled chat is titled from its first message at once.
+    Chat.objects.filter(pk=chat_id).update(updated_at=timezone.now(),
+                                           **titles.untitled_set(content))
     queued = Message.objects.filter(chat_id=chat_id, status="queued").count()
     setup = None
     if owner is not None and try_acquire(chat_id, owner, lease):
@@ -173,7 +176,7 @@ def history_for_model(chat_id: uuid.UUID) -> list[dict[str, Any]]:
     """The conversation as the model is sent it after the system prompt: the summary of
     the latest compaction (if any), then every message it did not replace."""
     rows = Message.objects.filter(chat_id=chat_id, compacted=False, position__isnull=False) \
-        .exclude(role="system").order_by("position")
+        .exclude(role="system").exclude(status="superseded").order_by("position")
     latest = Compaction.objects.filter(chat_id=chat_id).order_by("-id").first()
     head = [summary_message(latest.summary)] if latest else []
     return [*head, *(row.to_openai() for row in rows)]

@@ -27,7 +27,7 @@ from agents.loop import Decision, TurnSpec, arguments_for_display, run_turn
 from agents.providers import ToolCall
 from agents import toolbox
 from agents.tools import ToolEnv
-from chats import compaction, store
+from chats import compaction, history, store
 from chats.hub import control_group, make_hub
 from chats.system_prompt import system_prompt_for
 from mcp_servers import runtime as mcp_runtime
@@ -224,6 +224,7 @@ class TurnManager:
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.process_id = f"{socket.gethostname()}:{os.getpid()}"
         self._sweeper: asyncio.Task[None] | None = None
+        self.background: set[asyncio.Task[Any]] = set()  # model-written titles
 
     def ensure_sweeper(self) -> None:
         """Start (once per process) the task that takes over turns of dead processes."""
@@ -317,6 +318,7 @@ class TurnManager:
         key = uuid.UUID(chat_id)
         control = ControlChannel(chat_id)
         heartbeat = asyncio.create_task(self._heartbeat(key, owner))
+        setup = first
         try:
             await self.ensure_loaded(chat_id)
             await control.open()
@@ -326,9 +328,9 @@ class TurnManager:
                 setup = await db(store.start_next)(key)
         except Exception:
             logger.exception("turn runner of chat %s failed", chat_id)
-            await self.publish(chat_id, ev.ERROR, {"code": "turn_failed", "message":
-                                                   "The turn failed on the server; it was "
-                                                   "logged. The chat stays usable."})
+            await self._emit(chat_id, setup, ev.ERROR, {
+                "code": "turn_failed", "message": "The turn failed on the server; it was "
+                "logged. The chat stays usable."})
         finally:
             heartbeat.cancel()
             await control.close()
@@ -353,7 +355,10 @@ class TurnManager:
     async def _run_one(self, chat_id: str, setup: store.TurnSetup,
                        control: ControlChannel) -> None:
         async def emit(event_type: str, data: dict[str, Any]) -> None:
-            await self.hub.publish(chat_id, event_type, data)
+            if event_type in history.WATCHED:  # never a delta
+                await self._emit(chat_id, setup, event_type, data)
+            else:
+                await self.hub.publish(chat_id, event_type, data)
 
         started = time.perf_counter()
         await emit(ev.TURN_STARTED, {"message_id": setup.message_id})
@@ -396,6 +401,16 @@ class TurnManager:
         self._log_turn(chat_id, setup, task, started)
         if not task.cancelled() and task.exception():
             raise task.exception()  # type: ignore[misc]
+
+    async def _emit(self, chat_id: str, setup: store.TurnSetup | None, event_type: str,
+                    data: dict[str, Any]) -> None:
+        """Send an error or the end of a turn, after ``chats.history`` kept what lasts
+        (the error in the chat's history; a model-written title after the first reply)."""
+        data = await history.observe(
+            chat_id, setup.message_id if setup else None,
+            bool(setup and len(setup.history) == 1), event_type, data,
+            lambda kind, body: self.publish(chat_id, kind, body), self.background)
+        await self.publish(chat_id, event_type, data)
 
     @staticmethod
     def _log_turn(chat_id: str, setup: store.TurnSetup, task: asyncio.Task[Any],

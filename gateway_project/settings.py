@@ -203,7 +203,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {
         "json": {"()": "gateway.logs.JsonFormatter"},
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "plain": {"()": "gateway.logs.PlainFormatter"},
     },
     # LOG_FORMAT=plain for a developer's terminal; JSON lines by default.
     "handlers": {"console": {"class": "logging.StreamHandler",

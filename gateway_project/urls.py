@@ -21,7 +21,12 @@ handler500 = "gateway.errors.handler500"
 
 api = [
     path("chats", chats.ChatListView.as_view()),
+    path("chats/bulk-delete", chats.ChatBulkDeleteView.as_view()),
     path("chats/<str:chat_id>", chats.ChatDetailView.as_view()),
+    path("chats/<str:chat_id>/messages/<int:message_id>/regenerate",
+         chats.MessageRegenerateView.as_view()),
+    path("chats/<str:chat_id>/messages/<int:message_id>/edit",
+         chats.MessageEditView.as_view()),
     path("chats/<str:chat_id>/context", chats.ChatContextView.as_view()),
     path("chats/<str:chat_id>/compact", chats.ChatCompactView.as_view()),
     path("chats/<str:chat_id>/cancel", chats.ChatCancelView.as_view()),
@@ -32,6 +37,7 @@ api = [
     path("profiles/default/current", profiles.DefaultProfileView.as_view()),
     path("profiles/default/set", profiles.DefaultProfileView.as_view()),
     path("profiles/<str:name>", profiles.ProfileDetailView.as_view()),
+    path("profiles/<str:name>/models", profiles.ProfileModelsView.as_view()),
     path("permissions", permissions.PermissionsView.as_view()),
     path("permissions/tools", permissions.ToolsView.as_view()),
     path("mcp/servers", mcp_servers.McpServerListView.as_view()),

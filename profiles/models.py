@@ -23,6 +23,9 @@ class ModelProfile(models.Model):
     context_window = models.PositiveIntegerField(null=True, blank=True)
     max_output_tokens = models.PositiveIntegerField(null=True, blank=True)
     is_default = models.BooleanField(default=False)
+    # Ask the model for a short chat title after a chat's first reply (one extra, small
+    # model call per chat, so an admin opts in per profile).
+    auto_title = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -60,6 +63,7 @@ class ModelProfile(models.Model):
             "api_key": self.masked_api_key,
             "context_window": self.context_window,
             "max_output_tokens": self.max_output_tokens,
+            "auto_title": self.auto_title,
         }
 
     @classmethod

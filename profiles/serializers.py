@@ -15,6 +15,13 @@ class StoredProfileBody(serializers.Serializer):
     api_key = serializers.CharField(allow_null=True, help_text='Masked: "...abcd".')
     context_window = serializers.IntegerField(allow_null=True)
     max_output_tokens = serializers.IntegerField(allow_null=True)
+    auto_title = serializers.BooleanField(help_text="Ask the model for a short title "
+                                          "after a chat's first reply.")
+
+
+class ModelListBody(serializers.Serializer):
+    models = serializers.ListField(child=serializers.CharField(),
+                                   help_text="Model ids the provider serves.")
 
 
 class NamedProfileBody(serializers.Serializer):

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from django.db import IntegrityError, transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
+from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -15,10 +16,12 @@ from rest_framework.views import APIView
 from gateway.api import IsAdminOrReadOnly, StrictSerializer, validated
 from gateway.errors import GatewayError
 from gateway.schema import responses
+from profiles import upstream
 from profiles.models import PROVIDERS, ModelProfile
 from profiles.serializers import (
     PROFILE_NAME,
     DefaultProfileBody,
+    ModelListBody,
     NamedProfileBody,
     ProfilesBody,
 )
@@ -48,6 +51,7 @@ class ProfileBodySerializer(StrictSerializer):
                                               required=False, allow_null=True)
     max_output_tokens = serializers.IntegerField(min_value=1, max_value=10_000_000,
                                                  required=False, allow_null=True)
+    auto_title = serializers.BooleanField(required=False, default=False)
 
 
 # Names that are routes under /api/profiles/ and so cannot name a profile.
@@ -111,7 +115,8 @@ class ProfileListView(APIView):
         profile = ModelProfile(name=body["name"], provider=fields["provider"],
                                model=fields["model"], base_url=fields.get("base_url") or "",
                                context_window=fields.get("context_window"),
-                               max_output_tokens=fields.get("max_output_tokens"))
+                               max_output_tokens=fields.get("max_output_tokens"),
+                               auto_title=fields["auto_title"])
         profile.set_api_key(fields.get("api_key"))
         try:
             with transaction.atomic():
@@ -127,8 +132,34 @@ class ProfileListView(APIView):
                         status=status.HTTP_201_CREATED)
 
 
+class ProfilePatchSerializer(ProfileBodySerializer):
+    """Every field optional; an ``api_key`` left out keeps the stored key (null or ""
+    clears it)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():
+            field.required = False
+        self.fields["auto_title"].default = serializers.empty
+
+
 class ProfileDetailView(APIView):
     permission_classes = [IsAdminOrReadOnly]
+
+    @extend_schema(parameters=[PROFILE_NAME], request=ProfilePatchSerializer,
+                   responses=responses({200: NamedProfileBody}, 403, 404, body=True))
+    def patch(self, request: Request, name: str) -> Response:
+        """Edit a profile in place (the key only when ``api_key`` is given)."""
+        profile = profile_by_name(name)
+        body = validated(ProfilePatchSerializer, request)
+        if "api_key" in body:
+            profile.set_api_key(body.pop("api_key"))
+        if "base_url" in body:
+            body["base_url"] = body["base_url"] or ""
+        for key, value in body.items():
+            setattr(profile, key, value)
+        profile.save()
+        return Response({"name": profile.name, "profile": profile.to_dict()})
 
     @extend_schema(parameters=[PROFILE_NAME], responses=responses({200: NamedProfileBody}, 404))
     def get(self, request: Request, name: str) -> Response:
@@ -143,6 +174,16 @@ class ProfileDetailView(APIView):
                                "another profile the default before deleting it.", 400)
         profile.delete()
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ProfileModelsView(APIView):
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(parameters=[PROFILE_NAME], responses=responses({200: ModelListBody},
+                                                                  403, 404, 502))
+    def get(self, request: Request, name: str) -> Response:
+        """The models the profile's provider serves: also the "test connection"."""
+        return Response({"models": upstream.list_models(profile_by_name(name))})
 
 
 class DefaultProfileView(APIView):

@@ -248,6 +248,23 @@ async def _turns(server: ServeProcess, upstream: FakeUpstream, chat_id: str,
     assert seqs[0] > 2 and seqs == list(range(seqs[0], seqs[0] + len(seqs)))
     await again.ws.close()
 
+    # A new chat on a profile that lets the model title chats: agent.title after the
+    # first reply.
+    with server.client() as http:
+        assert (await asyncio.to_thread(http.post, "/api/profiles", json={
+            "name": "titled", "profile": {"provider": "openai", "model": "fake-model",
+                                          "base_url": upstream.url, "auto_title": True}})
+                ).status_code == 201
+        titled = (await asyncio.to_thread(http.post, "/api/chats", json={
+            "profile": "titled"})).json()["chat_id"]
+    upstream.enqueue(Text("Paris."), Text("Capital of France"))
+    fresh = await _open(server, titled, recorder)
+    await fresh.recv()
+    await fresh.send({"type": "user_message", "content": "capital of France?"})
+    got = await fresh.until(ev.TITLE)
+    assert got[-1]["data"] == {"title": "Capital of France"}
+    await fresh.ws.close()
+
 
 async def _close_codes(server: ServeProcess, chat_id: str) -> list[int]:
     codes = []
