@@ -20,7 +20,7 @@ from chats import services
 from chats.access import get_chat_for
 from chats.models import Chat
 from chats.turns import get_manager
-from gateway.api import validated
+from gateway.api import OneHopAPIView, validated
 from gateway.errors import GatewayError
 from chats.serializers import (
     CancelledBody,
@@ -77,7 +77,7 @@ def _limit(raw: str | None) -> int:
     return value
 
 
-class ChatListView(APIView):
+class ChatListView(OneHopAPIView):
     @extend_schema(parameters=[OpenApiParameter("limit", int), OpenApiParameter("cursor", str)],
                    responses=responses({200: ChatListBody}, 400), operation_id="api_chats_list")
     def get(self, request: Request) -> Response:

@@ -51,15 +51,17 @@ INSTALLED_APPS = [
     "dashboard",
 ]
 
+# Django's middlewares with their hooks run in the event loop (gateway/inline_middleware.py):
+# under ASGI each hook of the originals costs a thread hop.
 MIDDLEWARE = [
     "gateway.logs.RequestLogMiddleware",
-    "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "gateway.inline_middleware.SecurityMiddleware",
+    "gateway.inline_middleware.SessionMiddleware",
+    "gateway.inline_middleware.CommonMiddleware",
+    "gateway.inline_middleware.CsrfViewMiddleware",
+    "gateway.inline_middleware.AuthenticationMiddleware",
+    "gateway.inline_middleware.MessageMiddleware",
+    "gateway.inline_middleware.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "gateway_project.urls"
