@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from agents import identity, skills as skills_mod, toolbox, tools
+from agents import fs, identity, skills as skills_mod, toolbox, tools
 from agents.skills import Skill
 
 logger = logging.getLogger(__name__)
@@ -140,12 +140,12 @@ def prepare_workspace(workspace: Path, skills_dir: Path | None) -> WorkspacePart
     try:
         identity.seed(workspace)
         identity_files = identity.present(workspace)
-    except OSError:
+    except (OSError, fs.FsError):
         logger.exception("seeding the identity files of %s failed", workspace)
     try:
         found = skills_mod.discover(skills_dir)
         skills_mod.sync_into(workspace, skills_dir, found)
-    except OSError:
+    except (OSError, fs.FsError):
         logger.exception("mirroring the skills into %s failed", workspace)
         found = []
     return WorkspaceParts(tuple(identity_files), tuple(found),
@@ -170,11 +170,11 @@ def prepare_system_prompt(workspace: Path, sandboxed: bool, skills_dir: Path | N
     found: list[Skill] = []
     try:
         identity_files = identity.present(workspace, include_unseeded=True)
-    except OSError:
+    except (OSError, fs.FsError):
         logger.exception("listing the identity files of %s failed", workspace)
     try:
         found = skills_mod.discover(skills_dir)
-    except OSError:
+    except (OSError, fs.FsError):
         logger.exception("reading the skills of %s failed", skills_dir)
     return build_system_prompt(workspace, sandboxed, extra_tools=extra_tool_schemas(),
                                skills=found, identity_files=identity_files)
