@@ -12,7 +12,7 @@ class ChatsConfig(AppConfig):
 
         from agents import toolbox
         from chats import config
-        from chats.health import health_part
+        from chats.health import announce_tool_mode, health_part
         from gateway import hooks
 
         # Every process reloads its cached configuration after a change (chats.config).
@@ -22,6 +22,7 @@ class ChatsConfig(AppConfig):
                                dispatch_uid=f"chats.config.{model.__name__}.{signal}")
 
         hooks.add_health_part(health_part)
+        hooks.serve_prepare.connect(announce_tool_mode, dispatch_uid="chats.tool_mode")
         hooks.provide_tool_names(toolbox.names)
         hooks.serve_loop_started.connect(start_turn_manager, dispatch_uid="chats.startup")
 

@@ -23,6 +23,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 
@@ -72,7 +73,8 @@ def current_version() -> str:
 def current() -> ConfigSnapshot:
     """The snapshot of the current version (reloaded from the database if it changed)."""
     global _snapshot
-    version = current_version()
+    # The sandbox in force also depends on an operator setting (tests change it).
+    version = f"{current_version()}:{settings.GATEWAY_UNSANDBOXED_TOOLS}"
     snapshot = _snapshot
     if snapshot is not None and snapshot.version == version:
         return snapshot
@@ -95,7 +97,7 @@ def _load(version: str) -> ConfigSnapshot:
     servers = tuple(s.to_config() for s in McpServer.objects.filter(enabled=True))
     return ConfigSnapshot(version=version, profiles=profiles, default_profile_id=default,
                           mode=policy.mode, overrides=dict(policy.tool_overrides),
-                          sandbox=SandboxPolicy(**sandbox.to_dict()), mcp_servers=servers)
+                          sandbox=SandboxPolicy(**sandbox.policy()), mcp_servers=servers)
 
 
 def bump(**kwargs: Any) -> None:
