@@ -51,13 +51,3 @@ def test_a_policy_changed_on_one_process_applies_to_the_next_turn_on_the_other(
     events = turn(a, chat_id, until="agent.tool_request")
     assert events[-1]["data"]["tool_calls"][0]["id"] == "c2"
 
-
-def test_a_sandbox_change_on_one_process_shows_in_the_others_health(cluster):
-    a, b = cluster
-    with a.client() as http:
-        before = http.get("/health").json()["sandbox"]["enabled"]
-    with b.client() as http:
-        assert http.put("/api/config/sandbox", json={"enabled": not before}
-                        ).status_code == 200
-    with a.client() as http:
-        assert http.get("/health").json()["sandbox"]["enabled"] is (not before)
