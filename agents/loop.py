@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Protocol
 
 from agents import events as ev
-from agents.providers import ModelReply, ProviderConfig, ToolCall, UpstreamError, call_model
+from agents.providers import (
+    DEFAULT_MAX_WAIT,
+    ModelReply,
+    ProviderConfig,
+    ToolCall,
+    UpstreamError,
+    call_model,
+)
 from agents import toolbox
 from agents.tools import ToolEnv, ToolResult
 
@@ -57,6 +64,7 @@ class TurnSpec:
     max_rounds: int = 25
     timeout: float = 120.0
     retries: int = 2
+    max_wait: float = DEFAULT_MAX_WAIT  # longest a streamed text waits to be joined (s)
     refresh_env: Callable[[ToolEnv], Awaitable[ToolEnv]] | None = None
 
 
@@ -97,7 +105,7 @@ class _Turn:
         self.streamed = []
         reply = await call_model(spec.provider, messages, spec.tools, stream=spec.stream,
                                  on_delta=self.on_delta, timeout=spec.timeout,
-                                 retries=spec.retries)
+                                 retries=spec.retries, max_wait=spec.max_wait)
         self.outcome.input_tokens += reply.input_tokens
         self.outcome.output_tokens += reply.output_tokens
         self.outcome.model = reply.model or self.outcome.model

@@ -628,6 +628,32 @@ class Bench:
             out[name] = {"first_delta_ms": summary([g.first_s for g in got if g.first_s]),
                          "turn_ms": summary([g.total_s for g in got if g.total_s]),
                          "text_ok": all(g.text == expect for g in got)}
+        out["paced"] = await self.latency_paced()
+        return out
+
+    async def latency_paced(self) -> dict[str, Any]:
+        """First delta of one chat at a time with a paced upstream (tokens 10 ms apart):
+        what a person feels; the openai client direct is the baseline (its first chunk
+        has the same pace)."""
+        s = self.sizes
+        n = max(3, s.latency_turns // 5)
+        tokens, delay = 20, s.paced_delay_ms
+        expect, content = expected_text(tokens), spec_message(tokens, delay)
+        sock = await self.gw.sock(await self.gw.new_chat())
+        results = []
+        for i in range(n + 1):
+            r = await sock.turn(content, expect, s.turn_timeout)
+            if i:  # the first one warms the chat
+                results.append(r)
+        await sock.close()
+        body = with_content(self.bodies["first"], content)
+        out: dict[str, Any] = {"tokens": tokens, "delay_ms": delay, "gateway": {
+            "first_delta_ms": summary([r.first_s for r in results if r.first_s]),
+            "failed_turns": sum(1 for r in results if not r.ok)}}
+        for name, client in (("direct", self.plain), ("direct_openai", self.oai)):
+            await client.call(body)
+            got = [await client.call(body) for _ in range(n)]
+            out[name] = {"first_delta_ms": summary([g.first_s for g in got if g.first_s])}
         return out
 
     # -- 2. delta rate of one long turn ------------------------------------------------
@@ -724,6 +750,8 @@ class Bench:
             # every turn's text arrived whole and in order, with no seq skipped
             "all_deltas_in_order": bool(results) and not bad,
             "delta_frames": sum(r.deltas for r in results),
+            "delta_frames_per_turn": (sum(r.deltas for r in results) / len(results)
+                                      if results else None),
             "failed_turns": len(bad),
             "lost_or_misordered": sum(1 for r in results if not (r.text_ok and r.seq_ok)),
             "errors": sorted({r.error or "text/seq" for r in bad})[:5],
@@ -1038,11 +1066,93 @@ def verdicts(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
             else:
                 out[key] = {"value": None, "target": TARGETS[key], "met": None,
                             "na": tool[kind].get("reason")}
+    latency_verdicts(results, check)
     mem = results.get("memory_mb", {})
     worst = max([v for k, v in mem.items() if k.startswith("after_chats") and v] or [0]) \
         or None
     check("rss_mb_1000", worst, TARGETS["rss_mb_1000"])
     return out
+
+
+LATENCY_TARGETS = {
+    "first_delta_over_openai_ms": 3.0,   # over the openai client direct
+    "paced_first_delta_over_openai_ms": 3.0,
+    "paced_first_delta_p95_ms": 100.0,   # at every paced level
+    "paced_frames_per_turn": 20.0,
+    "health_ms": 1.0,
+    "post_chats_fast_ms": 3.0,
+    "get_chats_fast_ms": 3.0,
+}
+
+
+def latency_verdicts(results: dict[str, Any], check: Callable[..., None]) -> None:
+    """The first-token targets: first delta over the openai client (fast and paced
+    upstream), p95 first delta and delta frames a turn with many paced chats, REST p50."""
+    t = LATENCY_TARGETS
+    lat = results.get("latency", {})
+    if "gateway" in lat:
+        check("first_delta_over_openai_ms", _sub(_p50(lat["gateway"], "first_delta_ms"),
+                                                 _p50(lat["direct_openai"], "first_delta_ms")),
+              t["first_delta_over_openai_ms"])
+    paced1 = lat.get("paced", {})
+    if "gateway" in paced1:
+        check("paced_first_delta_over_openai_ms",
+              _sub(_p50(paced1["gateway"], "first_delta_ms"),
+                   _p50(paced1["direct_openai"], "first_delta_ms")),
+              t["paced_first_delta_over_openai_ms"])
+    for n, p in results.get("paced", {}).items():
+        g = p.get("gateway") if isinstance(p, dict) else None
+        if not g:
+            continue
+        p95 = (g.get("first_delta_ms") or {}).get("p95")
+        check(f"paced_first_delta_p95_ms_{n}", p95, t["paced_first_delta_p95_ms"],
+              extra=not g["timed_out"])
+        check(f"paced_frames_per_turn_{n}", g.get("delta_frames_per_turn"),
+              t["paced_frames_per_turn"], higher=True)
+    rest = results.get("rest", {})
+    for key, target in (("health_ms", "health_ms"), ("post_chats_ms", "post_chats_fast_ms"),
+                        ("get_chats_ms", "get_chats_fast_ms")):
+        if key in rest:
+            check(target, _p50(rest, key), t[target])
+
+
+def latency_rows(results: dict[str, Any], checks: dict[str, dict[str, Any]],
+                 row: Callable[..., None]) -> None:
+    """Rows of the first-token targets (``latency_verdicts``)."""
+    def ms(v: float | None) -> str:
+        return "-" if v is None else f"{v:+.1f} ms"
+
+    lat = results.get("latency", {})
+    if "gateway" in lat:
+        row("1 first delta over the openai client direct (p50)", "", "", "",
+            ms(checks.get("first_delta_over_openai_ms", {}).get("value")), "<= +3 ms",
+            _ok(checks.get("first_delta_over_openai_ms")))
+    paced1 = lat.get("paced", {})
+    if "gateway" in paced1:
+        g, d, o = paced1["gateway"], paced1["direct"], paced1["direct_openai"]
+        row(f"1 first delta, one chat, {paced1['tokens']} tokens {paced1['delay_ms']:g} ms "
+            "apart (p50 / p95)", _ms(g, "first_delta_ms"), _ms(d, "first_delta_ms"),
+            _ms(o, "first_delta_ms"),
+            ms(checks.get("paced_first_delta_over_openai_ms", {}).get("value"))
+            + " over openai", "<= +3 ms", _ok(checks.get("paced_first_delta_over_openai_ms")))
+    for n, p in results.get("paced", {}).items():
+        g = p.get("gateway") if isinstance(p, dict) else None
+        if not g:
+            continue
+        frames = g.get("delta_frames_per_turn")
+        row(f"4 {n} paced chats: first delta p50 / p95; delta frames a turn",
+            f"{_ms(g, 'first_delta_ms')}; " + ("-" if frames is None else f"{frames:.0f}"),
+            "", "", "", "p95 <= 100 ms; >= 20 frames",
+            _ok(checks.get(f"paced_first_delta_p95_ms_{n}"))
+            + "; " + _ok(checks.get(f"paced_frames_per_turn_{n}")))
+    rest = results.get("rest", {})
+    if "health_ms" in rest:
+        row("5 REST p50: GET /health; POST /api/chats; GET /api/chats",
+            "; ".join(_ms(rest, k, p95=False) for k in ("health_ms", "post_chats_ms",
+                                                       "get_chats_ms")),
+            "", "", "", "<= 1; <= 3; <= 3 ms",
+            "; ".join(_ok(checks.get(k)) for k in ("health_ms", "post_chats_fast_ms",
+                                                  "get_chats_fast_ms")))
 
 
 def _sub(a: float | None, b: float | None) -> float | None:
@@ -1188,6 +1298,7 @@ def table(results: dict[str, Any], checks: dict[str, dict[str, Any]]) -> str:
     row(f"7 gateway RSS, {n} chats (MB)", "; ".join(cells) + extra, "", "", "",
         "<= 250 MB", _ok(checks.get("rss_mb_1000")))
 
+    latency_rows(results, checks, row)
     head = ("measure", "gateway", "direct (aiohttp)", "direct (openai client)",
             "gateway vs direct", "target", "met")
     return markdown([head, *rows])

@@ -20,11 +20,11 @@ from django.db.models import Max
 from django.utils import timezone
 
 from agents.compaction import summary_message
+from agents.mcp import ServerConfig
 from agents.providers import ProviderConfig
 from agents.sandbox import SandboxPolicy
-from chats import titles
+from chats import config, titles
 from chats.models import Chat, Compaction, Message, PendingApproval
-from permissions.models import PermissionPolicy, SandboxConfig
 from profiles.models import ModelProfile
 
 # How workspaces were named before they were named by id; only to find and move them.
@@ -164,6 +164,7 @@ class TurnSetup:
     allowed_tools: set[str]
     sandbox: SandboxPolicy
     next_position: int
+    mcp_servers: tuple[ServerConfig, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -196,36 +197,38 @@ def provider_config(profile: ModelProfile | None, *, with_key: bool = True
 
 
 def sandbox_policy() -> SandboxPolicy:
-    return SandboxPolicy(**SandboxConfig.load().policy())
+    """The sandbox config in force (the process's cached copy, see ``chats.config``)."""
+    return config.current().sandbox
 
 
 @transaction.atomic
 def start_next(chat_id: uuid.UUID) -> TurnSetup | None:
     """Take the oldest queued message into the conversation and read the turn's setup;
-    None when the queue is empty."""
+    None when the queue is empty. Profiles, policy, sandbox and MCP servers come from the
+    process's cached configuration (``chats.config``), not from their tables."""
     msg = Message.objects.filter(chat_id=chat_id, status="queued").order_by("id").first()
     if msg is None:
         return None
-    chat = Chat.objects.select_related("profile", "owner").get(pk=chat_id)
+    chat = Chat.objects.select_related("owner").get(pk=chat_id)
     msg.position = _next_position(chat_id)
     msg.status = "done"
     msg.save(update_fields=["position", "status"])
-    profile = chat.profile or ModelProfile.get_default()
-    policy = PermissionPolicy.load()
+    snapshot = config.current()
     return TurnSetup(
         message_id=msg.id, stream=msg.stream, owner_id=chat.owner_id,
         workspace=workspace_for(chat.owner),
-        provider=provider_config(profile),
-        history=history_for_model(chat_id), mode=policy.mode,
-        overrides=dict(policy.tool_overrides), allowed_tools=set(chat.allowed_tools),
-        sandbox=sandbox_policy(), next_position=msg.position + 1,
+        provider=snapshot.provider(chat.profile_id),
+        history=history_for_model(chat_id), mode=snapshot.mode,
+        overrides=dict(snapshot.overrides), allowed_tools=set(chat.allowed_tools),
+        sandbox=snapshot.sandbox, next_position=msg.position + 1,
+        mcp_servers=snapshot.mcp_servers,
     )
 
 
 def current_policy() -> tuple[str, dict[str, str]]:
     """The permission policy as it is now: changes apply to the next tool round."""
-    policy = PermissionPolicy.load()
-    return policy.mode, dict(policy.tool_overrides)
+    snapshot = config.current()
+    return snapshot.mode, dict(snapshot.overrides)
 
 
 class MessageWriter:

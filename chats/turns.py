@@ -27,9 +27,8 @@ from agents.loop import Decision, TurnSpec, arguments_for_display, run_turn
 from agents.providers import ToolCall
 from agents import toolbox
 from agents.tools import ToolEnv
-from chats import compaction, history, store
+from chats import compaction, history, store, system_prompt
 from chats.hub import control_group, make_hub
-from chats.system_prompt import system_prompt_for
 from mcp_servers import runtime as mcp_runtime
 from permissions.resolver import level_for
 
@@ -370,11 +369,12 @@ class TurnManager:
             await emit(ev.TURN_COMPLETE, {"stop_reason": "error", "model": None,
                                           "usage": {"input_tokens": 0, "output_tokens": 0}})
             return
-        await mcp_runtime.ensure_started()  # MCP servers connected, config changes applied
+        # MCP servers connected, config changes applied (the setup read the config).
+        await mcp_runtime.ensure_started(list(setup.mcp_servers))
+        prompt = await system_prompt.system_prompt_for(chat_id, setup)
         spec = TurnSpec(
             provider=setup.provider,
-            messages=[{"role": "system", "content": await system_prompt_for(chat_id, setup)},
-                      *setup.history],
+            messages=[{"role": "system", "content": prompt}, *setup.history],
             tools=toolbox.schemas(),
             tool_env=ToolEnv(setup.workspace, setup.sandbox, settings.GATEWAY_BASH_TIMEOUT,
                              settings.GATEWAY_TOOL_OUTPUT_LIMIT,
@@ -383,6 +383,7 @@ class TurnManager:
             stream=setup.stream, max_rounds=settings.GATEWAY_MAX_TOOL_ROUNDS,
             timeout=settings.GATEWAY_UPSTREAM_TIMEOUT,
             retries=settings.GATEWAY_UPSTREAM_RETRIES, refresh_env=_current_sandbox,
+            max_wait=settings.GATEWAY_STREAM_MAX_WAIT_MS / 1000,
         )
         gate = ApprovalGate(chat_id, emit, control, setup.allowed_tools)
         turn_store = DbTurnStore(store.MessageWriter(uuid.UUID(chat_id), setup.next_position))
@@ -399,6 +400,9 @@ class TurnManager:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._log_turn(chat_id, setup, task, started)
+        # After the turn, off the path to its first token: repair the skills mirror and
+        # refresh the prompt's parts before the next turn's tools can run.
+        await system_prompt.prepare(setup)
         if not task.cancelled() and task.exception():
             raise task.exception()  # type: ignore[misc]
 

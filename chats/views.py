@@ -21,7 +21,7 @@ from chats import frames, search, services
 from chats.access import get_chat_for
 from chats.models import Chat
 from chats.turns import get_manager
-from gateway.api import validated
+from gateway.api import OneHopAPIView, validated
 from gateway.errors import GatewayError
 from chats.serializers import (
     BulkDeletedBody,
@@ -101,7 +101,7 @@ def _query(raw: str | None) -> str | None:
     return raw
 
 
-class ChatListView(APIView):
+class ChatListView(OneHopAPIView):
     @extend_schema(parameters=[OpenApiParameter("limit", int, description="Page size; "
                                                 "without it every chat is listed."),
                                OpenApiParameter("cursor", str),

@@ -54,15 +54,17 @@ INSTALLED_APPS = [
     "dashboard",
 ]
 
+# Django's middlewares with their hooks run in the event loop (gateway/inline_middleware.py):
+# under ASGI each hook of the originals costs a thread hop.
 MIDDLEWARE = [
     "gateway.logs.RequestLogMiddleware",
-    "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "gateway.inline_middleware.SecurityMiddleware",
+    "gateway.inline_middleware.SessionMiddleware",
+    "gateway.inline_middleware.CommonMiddleware",
+    "gateway.inline_middleware.CsrfViewMiddleware",
+    "gateway.inline_middleware.AuthenticationMiddleware",
+    "gateway.inline_middleware.MessageMiddleware",
+    "gateway.inline_middleware.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "gateway_project.urls"
@@ -195,6 +197,9 @@ GATEWAY_TURN_LEASE_SECONDS = envfloat("GATEWAY_TURN_LEASE_SECONDS", 30.0, minimu
 GATEWAY_REPLAY_EVENTS = envint("GATEWAY_REPLAY_EVENTS", 5000, minimum=100)
 GATEWAY_COMPACTION_THRESHOLD = envfloat("GATEWAY_COMPACTION_THRESHOLD", 0.75, minimum=0.05)
 GATEWAY_COMPACTION_KEEP_EXCHANGES = envint("GATEWAY_COMPACTION_KEEP_EXCHANGES", 4, minimum=1)
+# The longest streamed text waits to be joined with more before it goes out (the first
+# text of a model call never waits): a stream stays a stream while the server is busy.
+GATEWAY_STREAM_MAX_WAIT_MS = envfloat("GATEWAY_STREAM_MAX_WAIT_MS", 5.0, minimum=0.0)
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = envint("GATEWAY_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
 
