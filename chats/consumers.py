@@ -99,7 +99,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.buffering = True
         replay = await self.manager.hub.replay(self.chat_id, since)
         if self.local:  # in the same step as the replay: no event falls between them
-            self.manager.hub.subscribe(self.chat_id, self)
+            self.manager.hub.subscribe(self.chat_id, self, replay.last_seq)
         state["partial_text"] = replay.partial_text if state["running"] else ""
         if since is not None:
             state["replay_complete"] = replay.complete
