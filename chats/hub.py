@@ -392,14 +392,21 @@ class RedisEventHub:
             self._listener = asyncio.create_task(self._listen())
 
     async def _catch_up(self, chat_id: str, tap: _Tap) -> None:
-        """Deliver what the tap missed from the replay window, then go live."""
-        try:
-            events = await self._events_after(chat_id, tap.last)
-        except Exception:  # noqa: BLE001 - the listener catches up again on reconnect
-            logger.warning("catch-up of a socket of chat %s failed", chat_id, exc_info=True)
-            return
-        if self._taps.get(chat_id, {}).get(tap.subscriber) is tap:
+        """Deliver what the tap missed from the replay window, then go live (retried
+        while the tap is subscribed and the listener connected: until then its events
+        wait in ``held``)."""
+        delay = 0.1
+        while self._taps.get(chat_id, {}).get(tap.subscriber) is tap and \
+                self._listening.is_set():
+            try:
+                events = await self._events_after(chat_id, tap.last)
+            except Exception as exc:  # noqa: BLE001 - Redis busy or away: try again
+                logger.warning("catch-up of a socket of chat %s failed: %r", chat_id, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
             await tap.catch_up(events)
+            return
 
     async def _listen(self) -> None:
         """Read every chat's events from ``gw:chat:*`` and hand them to local taps;
