@@ -184,8 +184,8 @@ redis.call('PUBLISH', KEYS[3], seq .. '|' .. text)
 return seq
 """
 _CHANNEL_PREFIX = "gw:chat:"
-# A chat's events wait in its outbox while the previous batch is on the wire; past this
-# many the publisher waits for the flush (memory stays bounded when Redis is slow).
+# A chat's events wait while the previous round is on the wire; past this many the
+# publisher waits for the flush (memory stays bounded when Redis is slow).
 _OUTBOX_LIMIT = 2000
 _SEEN_LIMIT = 20000  # chats whose last seq this process remembers
 
@@ -239,9 +239,9 @@ class RedisEventHub:
     that numbers it; every process listens to ``gw:chat:*`` on one connection and hands
     events to its own sockets by a direct call, in the order Redis numbered them.
 
-    ``publish`` does not wait for Redis: a chat's events go out in order, batched as one
-    pipeline while the previous batch is on the wire, so a streaming turn never waits a
-    round trip per delta. A write that fails is retried (reconnecting) for
+    ``publish`` does not wait for Redis: events queue while the previous round is on the
+    wire and go out as one pipeline per round (every chat's, each chat's in order), so a
+    streaming turn never waits a round trip per delta. A write that fails is retried (reconnecting) for
     ``GATEWAY_REDIS_RETRY_SECONDS``; after that the chat's next ``publish`` or ``flush``
     raises ``HubUnavailable`` and the turn ends.
     """
@@ -255,8 +255,10 @@ class RedisEventHub:
         self.retry_seconds = retry_seconds
         self._loaded: set[str] = set()
         self._seen: OrderedDict[str, int] = OrderedDict()
-        self._outbox: dict[str, list[tuple[str, str]]] = {}
-        self._flushers: dict[str, asyncio.Task[None]] = {}
+        self._queued: dict[str, list[tuple[str, str]]] = {}  # chat -> (head, type)
+        self._in_flight: set[str] = set()
+        self._writer: asyncio.Task[None] | None = None
+        self._round_done = asyncio.Event()
         self._failed: dict[str, BaseException] = {}
         self._taps: dict[str, dict[Any, _Tap]] = {}
         self._listener: asyncio.Task[None] | None = None
@@ -305,20 +307,19 @@ class RedisEventHub:
     async def publish(self, chat_id: str, event_type: str, data: dict[str, Any]) -> None:
         """Queue one event of the chat for Redis, behind the chat's earlier ones."""
         self._raise_failure(chat_id)
-        outbox = self._outbox.setdefault(chat_id, [])
-        outbox.append((encode_head(event_type, data), event_type))
-        if chat_id not in self._flushers:
-            task = asyncio.create_task(self._drain_outbox(chat_id))
-            self._flushers[chat_id] = task
-        if len(outbox) > _OUTBOX_LIMIT:
+        queued = self._queued.setdefault(chat_id, [])
+        queued.append((encode_head(event_type, data), event_type))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_rounds())
+        if len(queued) > _OUTBOX_LIMIT:
             await self.flush(chat_id)
 
     async def flush(self, chat_id: str) -> None:
         """Wait until the chat's queued events are in Redis; raises ``HubUnavailable``
         when they could not be written."""
-        task = self._flushers.get(chat_id)
-        if task is not None:
-            await asyncio.shield(task)
+        while chat_id in self._queued or chat_id in self._in_flight:
+            done = self._round_done
+            await done.wait()
         self._raise_failure(chat_id)
 
     def _raise_failure(self, chat_id: str) -> None:
@@ -327,17 +328,27 @@ class RedisEventHub:
             raise HubUnavailable(f"Redis did not take the chat's events: {failure}") \
                 from failure
 
-    async def _drain_outbox(self, chat_id: str) -> None:
+    async def _write_rounds(self) -> None:
+        """One writer per process: each round sends every chat's queued events as one
+        pipeline (in order per chat), so publishing costs one connection and one round
+        trip per round, however many chats stream."""
         try:
-            while self._outbox.get(chat_id):
-                await self._write(chat_id, self._outbox.pop(chat_id))
-        except Exception as exc:  # noqa: BLE001 - handed to the chat's next publish
-            self._failed[chat_id] = exc
-            self._outbox.pop(chat_id, None)
+            while self._queued:
+                batch, self._queued = self._queued, {}
+                self._in_flight = set(batch)
+                try:
+                    await self._write(batch)
+                except Exception as exc:  # noqa: BLE001 - handed to each chat's next call
+                    for chat_id in batch:
+                        self._failed[chat_id] = exc
+                finally:
+                    self._in_flight = set()
+                    done, self._round_done = self._round_done, asyncio.Event()
+                    done.set()
         finally:
-            self._flushers.pop(chat_id, None)
+            self._writer = None
 
-    async def _write(self, chat_id: str, batch: list[tuple[str, str]]) -> None:
+    async def _write(self, batch: dict[str, list[tuple[str, str]]]) -> None:
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import NoScriptError, TimeoutError as RedisTimeoutError
 
@@ -349,19 +360,22 @@ class RedisEventHub:
                 if not self._sha:
                     self._sha = await redis.script_load(_PUBLISH)
                 pipe = redis.pipeline(transaction=False)
-                floor = self.known_seq(chat_id)
-                for head, event_type in batch:
-                    pipe.evalsha(self._sha, 3, *self._keys(chat_id), head, event_type,
-                                 self.max_events, self.TTL, floor)
-                seqs = await pipe.execute()
-                self._saw(chat_id, int(seqs[-1]))
+                for chat_id, events in batch.items():
+                    keys, floor = self._keys(chat_id), self.known_seq(chat_id)
+                    for head, event_type in events:
+                        pipe.evalsha(self._sha, 3, *keys, head, event_type,
+                                     self.max_events, self.TTL, floor)
+                seqs = iter(await pipe.execute())
+                for chat_id, events in batch.items():
+                    for _ in events:
+                        self._saw(chat_id, int(next(seqs)))
                 return
             except NoScriptError:  # Redis restarted: its script cache is empty
                 self._sha = ""
             except (RedisConnectionError, RedisTimeoutError):
                 if time.monotonic() + delay > deadline:
                     raise
-                logger.warning("Redis write for chat %s failed; retrying", chat_id)
+                logger.warning("Redis write of %d chat(s) failed; retrying", len(batch))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
 

@@ -202,7 +202,9 @@ class TurnManager:
                             settings.GATEWAY_REDIS_RETRY_SECONDS)
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.process_id = f"{socket.gethostname()}:{os.getpid()}"
-        self._started: set[str] = set()  # chats whose turn_started went out, not ended
+        # Chats whose turn took its message and has not ended: message id, and whether
+        # turn_started went out (a failure must still end that turn for the clients).
+        self._taken: dict[str, tuple[int, bool]] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
     def ensure_sweeper(self) -> None:
@@ -297,12 +299,16 @@ class TurnManager:
         key = uuid.UUID(chat_id)
         control = ControlChannel(chat_id)
         heartbeat = asyncio.create_task(self._heartbeat(key, owner))
+        if first is not None:  # enqueue_and_start already took its message
+            self._taken[chat_id] = (first.message_id, False)
         try:
             await self.ensure_loaded(chat_id)
             await control.open()
             setup = first or await db(store.start_next)(key)
             while setup is not None:
+                self._taken[chat_id] = (setup.message_id, False)
                 await self._run_one(chat_id, setup, control)
+                self._taken.pop(chat_id, None)
                 setup = await db(store.start_next)(key)
         except Exception as exc:
             await self._turn_failed(chat_id, owner, exc)
@@ -326,7 +332,7 @@ class TurnManager:
                            chat_id, exc)
         else:
             logger.error("turn runner of chat %s failed", chat_id, exc_info=exc)
-        running = chat_id in self._started
+        taken = self._taken.get(chat_id)
         try:
             await _retrying(db(store.settle_failed_turn), uuid.UUID(chat_id), owner)
         except Exception as repair:  # noqa: BLE001 - the sweeper settles it after the lease
@@ -336,8 +342,10 @@ class TurnManager:
             else ("turn_failed", "The turn failed on the server; it was logged. The chat "
                   "stays usable.")
         try:
+            if taken and not taken[1]:  # failed before the turn was announced
+                await self.publish(chat_id, ev.TURN_STARTED, {"message_id": taken[0]})
             await self.publish(chat_id, ev.ERROR, {"code": code, "message": message})
-            if running:
+            if taken:
                 await self.publish(chat_id, ev.TURN_COMPLETE, {
                     "stop_reason": "error", "model": None,
                     "usage": {"input_tokens": 0, "output_tokens": 0}})
@@ -349,7 +357,7 @@ class TurnManager:
         """Give the chat's lock back (with how far seq got); on a database failure the
         lease runs out and the sweeper does it."""
         chat_id = str(key)
-        self._started.discard(chat_id)
+        self._taken.pop(chat_id, None)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.hub.flush(chat_id), settings.GATEWAY_REDIS_RETRY_SECONDS
                                    + 1)
@@ -383,7 +391,7 @@ class TurnManager:
             await self.hub.publish(chat_id, event_type, data)
 
         started = time.perf_counter()
-        self._started.add(chat_id)
+        self._taken[chat_id] = (setup.message_id, True)
         await emit(ev.TURN_STARTED, {"message_id": setup.message_id})
         if setup.provider is None:
             await emit(ev.ERROR, {"code": "no_profile", "message":
@@ -423,7 +431,6 @@ class TurnManager:
         if not task.cancelled() and task.exception():
             raise task.exception()  # type: ignore[misc]
         await self.hub.flush(chat_id)  # the turn's events are in Redis, or it failed
-        self._started.discard(chat_id)
 
     @staticmethod
     def _log_turn(chat_id: str, setup: store.TurnSetup, task: asyncio.Task[Any],
