@@ -27,6 +27,7 @@ import datetime as dt
 import json
 import os
 import platform
+import secrets
 import shutil
 import subprocess
 import sys
@@ -1248,6 +1249,8 @@ class TeamCpuMeter(CpuMeter):
 def start_team(data_dir: Path, env: dict[str, str], n: int) -> list[ServeProcess]:
     """N ``serve`` processes on one PostgreSQL and one Redis; the first one migrates
     and creates the admin, the others start after it."""
+    # One SECRET_KEY for all: it decrypts the profiles' API keys (docs/deploy.md).
+    env = {**env, "SECRET_KEY": env.get("SECRET_KEY") or secrets.token_urlsafe(50)}
     servers = [ServeProcess(data_dir / f"data{i}", env=env) for i in range(n)]
     started: list[ServeProcess] = []
     try:

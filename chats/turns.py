@@ -312,6 +312,9 @@ class TurnManager:
                 setup = await db(store.start_next)(key)
         except Exception as exc:
             await self._turn_failed(chat_id, owner, exc)
+            # Not again at once: what failed may fail again (Redis still away, a message
+            # that cannot start). The sweeper runs waiting queues every lease/2 seconds.
+            return
         finally:
             heartbeat.cancel()
             await control.close()
