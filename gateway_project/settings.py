@@ -24,8 +24,11 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VERSION = "0.1.0"
 
 GATEWAY_DATA_DIR = envpath("GATEWAY_DATA_DIR", BASE_DIR / "data")
-GATEWAY_DATA_DIR.mkdir(parents=True, exist_ok=True)
+GATEWAY_DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)  # `serve` tightens an old one
 GATEWAY_WORKSPACE = envpath("GATEWAY_WORKSPACE", GATEWAY_DATA_DIR / "workspaces")
+# The only way to let tools (`bash`) run without the bubblewrap sandbox: the operator says so
+# here, `serve` warns at start-up and /health shows "tools": "unsandboxed" (README: Sandbox).
+GATEWAY_UNSANDBOXED_TOOLS = envbool("GATEWAY_UNSANDBOXED_TOOLS", False)
 
 SECRET_KEY = lazysecret("SECRET_KEY", GATEWAY_DATA_DIR)
 DEBUG = envbool("DEBUG", False)
@@ -194,7 +197,8 @@ MIGRATION_MODULES = {"knox": None}
 SPECTACULAR_SETTINGS = {
     "TITLE": "Agent gateway API",
     "DESCRIPTION": "REST API of the agent gateway. The WebSocket protocol is described in "
-                   "docs/protocol.md of the repository.",
+                   "docs/protocol.md of the repository; its machine-readable contract is "
+                   "the AsyncAPI 3.0 document at [/api/asyncapi.json](/api/asyncapi.json).",
     "VERSION": VERSION,
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,

@@ -48,7 +48,7 @@ class ServeProcess:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30) -> "ServeProcess":
+    def start(self, timeout: float = 90) -> "ServeProcess":
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
