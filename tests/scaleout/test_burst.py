@@ -106,6 +106,8 @@ def test_300_concurrent_turns_on_two_processes_complete_in_order(
         log = server.log()
         assert errors_in(log) == []
         assert "Too many connections" not in log and "No connection available" not in log
-    # The pools bound what the servers open, whatever the load.
+    # The pools bound what the servers open, whatever the load: per process the async
+    # Redis pool, plus Django's Redis cache (synchronous, used from the database
+    # threads and request threads: the failed-authentication counts).
     assert peak.pg <= 2 * DB_POOL
-    assert peak.rd <= 2 * REDIS_POOL
+    assert peak.rd <= 2 * (REDIS_POOL + DB_POOL)
