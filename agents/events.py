@@ -135,6 +135,9 @@ ERROR_CODES: dict[str, str] = {
     "approval_timeout": "No verdict arrived within GATEWAY_APPROVAL_TIMEOUT; the calls were "
                         "denied and the turn goes on.",
     "turn_failed": "The turn failed on the server (logged); the chat stays usable.",
+    "infrastructure_error": "The database or Redis failed during the turn for longer than "
+                            "the retries cover; the turn was ended with a consistent history "
+                            "and the chat stays usable.",
     "interrupted": "The server running the turn stopped; the turn was settled and the chat "
                    "is usable again.",
     "compaction_failed": "Context compaction failed; nothing was changed.",

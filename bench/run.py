@@ -1,12 +1,14 @@
 """Benchmark: the gateway against the upstream it wraps.
 
     python3 bench/run.py [--quick] [--json out.json] [--redis URL] [--database URL]
+                         [--team N]
 
 Starts a fast fake OpenAI-compatible upstream (``bench/upstream.py``, its own process)
 and a real ``manage.py serve`` (embedded default: SQLite and the in-memory channel layer,
 in a temporary data directory; ``--redis``/``--database`` set ``REDIS_URL``/
-``DATABASE_URL``), drives the gateway with real WebSocket (``websockets``) and HTTP
-(``httpx``) clients, and sends the very same requests straight to the upstream as the
+``DATABASE_URL``; ``--team N`` starts N processes on them and spreads the clients over
+the processes round-robin, as a proxy without sticky sessions would), drives the
+gateway with real WebSocket (``websockets``) and HTTP (``httpx``) clients, and sends the very same requests straight to the upstream as the
 baseline, twice: with a plain client (``aiohttp`` reading the SSE and decoding each
 chunk's JSON) and with the ``openai`` package (the client the gateway itself uses), so
 the gateway's overhead splits into "the openai client" and "the gateway".
@@ -25,6 +27,7 @@ import datetime as dt
 import json
 import os
 import platform
+import secrets
 import shutil
 import subprocess
 import sys
@@ -1311,6 +1314,81 @@ def markdown(rows: list[tuple[str, ...]]) -> str:
                       *(line(r) for r in rows[1:])])
 
 
+# --------------------------------------------------------------------------- team mode
+
+class TeamGateway(Gateway):
+    """The gateway as N processes (``--team N``): sockets and REST calls go round-robin
+    to the processes, as a proxy without sticky sessions would send them."""
+
+    def __init__(self, servers: list[ServeProcess], token: str, sizes: Sizes) -> None:
+        super().__init__(servers[0], token, sizes)
+        self.servers = servers
+        self.clients = [self.http] + [
+            httpx.AsyncClient(base_url=s.url, timeout=30,
+                              headers={"Authorization": f"Bearer {token}"},
+                              limits=httpx.Limits(max_connections=20))
+            for s in servers[1:]]
+        self.turn = 0
+
+    def _next(self) -> int:
+        self.turn = (self.turn + 1) % len(self.servers)
+        return self.turn
+
+    async def call(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        response = await self.clients[self._next()].request(method, path, **kw)
+        if response.status_code >= 400:
+            raise RuntimeError(f"{method} {path}: {response.status_code} {response.text}")
+        return response
+
+    async def sock(self, chat_id: str) -> Sock:
+        server = self.servers[self._next()]
+        return await Sock.open(server.ws_url, chat_id, self.token, self.sizes.turn_timeout)
+
+    async def close(self) -> None:
+        for client in self.clients:
+            await client.aclose()
+
+
+class TeamCpuMeter(CpuMeter):
+    """CPU seconds of all the gateway's processes together."""
+
+    def __init__(self, serve_pids: list[int], upstream_pid: int) -> None:
+        super().__init__(serve_pids[0], upstream_pid)
+        self.pids = {"gateway": serve_pids[0], "upstream": upstream_pid,
+                     **{f"gateway{i + 2}": pid for i, pid in enumerate(serve_pids[1:])}}
+
+    @contextlib.contextmanager
+    def measure(self, into: dict[str, Any]):
+        with super().measure(into):
+            yield
+        cpu = into["cpu_s"]
+        for key in [k for k in cpu if k.startswith("gateway") and k != "gateway"]:
+            cpu["gateway"] = round(cpu["gateway"] + cpu.pop(key), 3)
+
+
+def start_team(data_dir: Path, env: dict[str, str], n: int) -> list[ServeProcess]:
+    """N ``serve`` processes on one PostgreSQL and one Redis; the first one migrates
+    and creates the admin, the others start after it."""
+    # One SECRET_KEY for all: it decrypts the profiles' API keys (docs/deploy.md).
+    env = {**env, "SECRET_KEY": env.get("SECRET_KEY") or secrets.token_urlsafe(50)}
+    servers = [ServeProcess(data_dir / f"data{i}", env=env) for i in range(n)]
+    started: list[ServeProcess] = []
+    try:
+        for server in servers:
+            started.append(server.start(timeout=90))
+    except Exception:
+        for server in started:
+            server.stop()
+        raise
+    for server in servers[1:]:
+        server.admin_token = servers[0].admin_token
+    return servers
+
+
+def team_config(n: int) -> str:
+    return f"team: {n} processes on PostgreSQL + Redis, clients round-robin"
+
+
 # --------------------------------------------------------------------------- main
 
 def server_errors(log: str) -> list[dict[str, Any]]:
@@ -1351,9 +1429,14 @@ def machine() -> dict[str, Any]:
 
 
 async def run_async(sizes: Sizes, serve: ServeProcess, token: str, upstream: Upstream,
-                    config: str, profile_dir: Path | None, only: set[str] | None = None
+                    config: str, profile_dir: Path | None, only: set[str] | None = None,
+                    team: list[ServeProcess] | None = None
                     ) -> tuple[dict[str, Any], list[str]]:
     bench = Bench(sizes, serve, token, upstream, config, profile_dir)
+    if team:
+        await bench.gw.close()
+        bench.gw = TeamGateway(team, token, sizes)
+        bench.cpu = TeamCpuMeter([s.proc.pid for s in team], upstream.pid)  # type: ignore
     try:
         results = await bench.run(only)
     finally:
@@ -1368,6 +1451,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--redis", default="", help="REDIS_URL for the gateway")
     parser.add_argument("--database", default="", help="DATABASE_URL for the gateway")
+    parser.add_argument("--team", type=int, default=0, metavar="N",
+                        help="N server processes (needs --redis and --database); clients "
+                             "are spread over them round-robin")
     parser.add_argument("--keep", action="store_true", help="keep the data directory")
     parser.add_argument("--show", type=Path, metavar="JSON",
                         help="print the table of a saved report and exit")
@@ -1386,11 +1472,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--only takes some of {','.join(PARTS)}")
     if args.profile and not profile.available():
         parser.error("--profile needs py-spy: pip install py-spy")
+    if args.team and not (args.redis and args.database):
+        parser.error("--team needs --redis and --database (the processes share them)")
     sizes = PRESETS["smoke" if args.smoke else "quick" if args.quick else "full"]
     config = "embedded (SQLite, in-memory channel layer)"
     if args.redis or args.database:
         config = f"REDIS_URL={'set' if args.redis else 'unset'}, " \
                  f"DATABASE_URL={'set' if args.database else 'unset'}"
+    if args.team:
+        config = team_config(args.team)
 
     started = time.perf_counter()
     load_before = machine()["loadavg"]
@@ -1401,16 +1491,24 @@ def main(argv: list[str] | None = None) -> int:
            "GATEWAY_UNSANDBOXED_TOOLS": "true"}
     upstream = Upstream().start()
     serve = ServeProcess(data_dir / "data", env=env)
+    team: list[ServeProcess] = []
     failures: list[str] = []
     try:
-        serve.start(timeout=60)
+        if args.team:
+            team = start_team(data_dir, env, args.team)
+            serve = team[0]
+        else:
+            serve.start(timeout=60)
         token = serve.admin_token or issue_token(serve.env)
+        for server in team:
+            server.admin_token = token
         results, failures = asyncio.run(run_async(sizes, serve, token, upstream, config,
-                                                  args.profile, only))
+                                                  args.profile, only, team))
     finally:
-        serve.stop()
+        for server in team or [serve]:
+            server.stop()
         upstream.stop()
-        log = serve.log()
+        log = "\n".join(server.log() for server in team or [serve])
         if not args.keep:
             shutil.rmtree(data_dir, ignore_errors=True)
     checks = verdicts(results)

@@ -14,7 +14,6 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
@@ -25,6 +24,7 @@ from chats.hub import encode, group_name
 from chats.turns import get_manager
 from gateway.auth import socket_user
 from gateway.errors import GatewayError
+from gateway.infra import db
 
 logger = logging.getLogger(__name__)
 
@@ -68,14 +68,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         query = _query(self.scope)
-        user, refusal = await database_sync_to_async(socket_user)(
+        user, refusal = await db(socket_user)(
             self.scope, _token_from(self.scope, query))
         if user is None:  # 4001 wrong or missing token, 4029 too many failures
             await self.accept()
             await self.close(code=refusal)
             return
         try:
-            chat = await database_sync_to_async(get_chat_for)(
+            chat = await db(get_chat_for)(
                 user, self.scope["url_route"]["kwargs"]["chat_id"])
         except GatewayError:
             await self.accept()
@@ -95,11 +95,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         """``agent.state``, then the retained events after ``since``; events published
         meanwhile wait in ``pending`` and follow, each once, in order."""
         await self.manager.ensure_loaded(self.chat_id)
-        state = await database_sync_to_async(store.snapshot)(uuid.UUID(self.chat_id))
+        state = await db(store.snapshot)(uuid.UUID(self.chat_id))
         self.buffering = True
         replay = await self.manager.hub.replay(self.chat_id, since)
         if self.local:  # in the same step as the replay: no event falls between them
-            self.manager.hub.subscribe(self.chat_id, self)
+            self.manager.hub.subscribe(self.chat_id, self, replay.last_seq)
         state["partial_text"] = replay.partial_text if state["running"] else ""
         if since is not None:
             state["replay_complete"] = replay.complete
@@ -159,7 +159,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         elif isinstance(frame, frames.Cancel):
             await self.manager.cancel(self.chat_id)
         else:
-            verdicts = await database_sync_to_async(_checked_verdicts)(
+            verdicts = await db(_checked_verdicts)(
                 uuid.UUID(self.chat_id), frame)
             await self.manager.send_verdicts(self.chat_id, verdicts)
 

@@ -303,15 +303,9 @@ def stale_chats(force: bool) -> list[uuid.UUID]:
     return list(rows.values_list("pk", flat=True))
 
 
-@transaction.atomic
-def settle_dead_turn(chat_id: uuid.UUID, force: bool) -> bool:
-    """Make a chat whose turn died consistent and release its lock. Returns False when
-    a live holder took the chat meanwhile."""
-    chat = Chat.objects.select_for_update().filter(pk=chat_id).first()
-    if chat is None or chat.turn_owner is None:
-        return False
-    if not force and chat.turn_lease_until and chat.turn_lease_until >= timezone.now():
-        return False
+def _close_history(chat_id: uuid.UUID, why: str) -> None:
+    """Answer every tool call of the last turn that has no result and add an
+    interrupted assistant note, so the conversation is valid for the model again."""
     writer = MessageWriter(chat_id, _next_position(chat_id))
     answered = set(Message.objects.filter(chat_id=chat_id, role="tool")
                    .values_list("tool_call_id", flat=True))
@@ -324,10 +318,40 @@ def settle_dead_turn(chat_id: uuid.UUID, force: bool) -> bool:
             if call["id"] not in answered:
                 writer.add(role="tool", tool_call_id=call["id"],
                            tool_name=call["function"]["name"], is_error=True,
-                           content="Interrupted: the server stopped before this call "
-                                   "finished.", status="interrupted")
-    writer.add(role="assistant", content="[The turn was interrupted: the server running it "
-               "stopped.]", status="interrupted")
+                           content=f"Interrupted: {why} before this call finished.",
+                           status="interrupted")
+    writer.add(role="assistant", content=f"[The turn was interrupted: {why}.]",
+               status="interrupted")
+
+
+@transaction.atomic
+def settle_failed_turn(chat_id: uuid.UUID, owner: str) -> bool:
+    """After this process's turn failed (Redis or the database went away under it):
+    close the conversation if the turn left it open. False when the lock is no longer
+    ours (the sweeper of another process settled it) or nothing was open."""
+    chat = Chat.objects.select_for_update().filter(pk=chat_id, turn_owner=owner).first()
+    if chat is None:
+        return False
+    last = Message.objects.filter(chat_id=chat_id, position__isnull=False) \
+        .order_by("-position").first()
+    if last is None or (last.role == "assistant" and not last.tool_calls):
+        return False  # the last turn ended with its answer: nothing is open
+    _close_history(chat_id, "the database or Redis failed during the turn")
+    PendingApproval.objects.filter(chat_id=chat_id, verdict__isnull=True).update(
+        verdict="expired", resolved_at=timezone.now())
+    return True
+
+
+@transaction.atomic
+def settle_dead_turn(chat_id: uuid.UUID, force: bool) -> bool:
+    """Make a chat whose turn died consistent and release its lock. Returns False when
+    a live holder took the chat meanwhile."""
+    chat = Chat.objects.select_for_update().filter(pk=chat_id).first()
+    if chat is None or chat.turn_owner is None:
+        return False
+    if not force and chat.turn_lease_until and chat.turn_lease_until >= timezone.now():
+        return False
+    _close_history(chat_id, "the server running it stopped")
     # Events after the last saved seq died with the process, and clients may have seen
     # them: jump past anything they could hold, so new events are never taken for old
     # ones (a client asking ?since= for the lost range is told replay_complete=false).

@@ -18,7 +18,6 @@ import uuid
 from dataclasses import replace
 from typing import Any, Callable
 
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
@@ -30,11 +29,11 @@ from agents.tools import ToolEnv
 from chats import compaction, history, store, system_prompt
 from chats.hub import control_group, make_hub
 from mcp_servers import runtime as mcp_runtime
+from gateway.infra import db, is_infrastructure_error
 from permissions.resolver import level_for
 
 logger = logging.getLogger(__name__)
 turn_log = logging.getLogger("gateway.turn")
-db = database_sync_to_async
 
 
 class ControlChannel:
@@ -58,15 +57,37 @@ class ControlChannel:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
-        await self.layer.group_discard(control_group(self.chat_id), self.channel)
+        try:
+            await self.layer.group_discard(control_group(self.chat_id), self.channel)
+        except Exception as exc:  # the membership expires by itself (group_expiry)
+            if not is_infrastructure_error(exc):
+                raise
+            logger.warning("could not leave the control group of chat %s: %s",
+                           self.chat_id, exc)
 
     async def _read(self) -> None:
         while True:
-            message = await self.layer.receive(self.channel)
+            try:
+                message = await self.layer.receive(self.channel)
+            except Exception as exc:
+                if not is_infrastructure_error(exc):
+                    raise
+                await self._rejoin(exc)
+                continue
             if message.get("type") == "turn.cancel" and self.on_cancel:
                 self.on_cancel()
             elif message.get("type") == "turn.verdicts":
                 self.verdicts.put_nowait(message["verdicts"])
+
+
+    async def _rejoin(self, exc: BaseException) -> None:
+        """Redis went away: wait, then join the group again (a restarted Redis forgot
+        it), so cancels and verdicts reach the turn again."""
+        logger.warning("control channel of chat %s lost Redis (%s); rejoining",
+                       self.chat_id, exc)
+        await asyncio.sleep(0.5)
+        with contextlib.suppress(Exception):
+            await self.layer.group_add(control_group(self.chat_id), self.channel)
 
 
 class ApprovalGate:
@@ -219,9 +240,13 @@ class TurnManager:
     """Starts, tracks and stops the turns this process runs."""
 
     def __init__(self) -> None:
-        self.hub = make_hub(settings.REDIS_URL, settings.GATEWAY_REPLAY_EVENTS)
+        self.hub = make_hub(settings.REDIS_URL, settings.GATEWAY_REPLAY_EVENTS,
+                            settings.GATEWAY_REDIS_RETRY_SECONDS)
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.process_id = f"{socket.gethostname()}:{os.getpid()}"
+        # Chats whose turn took its message and has not ended: message id, and whether
+        # turn_started went out (a failure must still end that turn for the clients).
+        self._taken: dict[str, tuple[int, bool]] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self.background: set[asyncio.Task[Any]] = set()  # model-written titles
 
@@ -267,7 +292,7 @@ class TurnManager:
         if not self.hub.is_loaded(chat_id):
             await self.hub.load(chat_id, await db(store.chat_last_seq)(uuid.UUID(chat_id)))
 
-    async def publish(self, chat_id: str, event_type: str, data: dict[str, Any]) -> int:
+    async def publish(self, chat_id: str, event_type: str, data: dict[str, Any]) -> None:
         await self.ensure_loaded(chat_id)
         return await self.hub.publish(chat_id, event_type, data)
 
@@ -318,33 +343,90 @@ class TurnManager:
         control = ControlChannel(chat_id)
         heartbeat = asyncio.create_task(self._heartbeat(key, owner))
         setup = first
+        if first is not None:  # enqueue_and_start already took its message
+            self._taken[chat_id] = (first.message_id, False)
         try:
             await self.ensure_loaded(chat_id)
             await control.open()
             setup = first or await db(store.start_next)(key)
             while setup is not None:
+                self._taken[chat_id] = (setup.message_id, False)
                 await self._run_one(chat_id, setup, control)
+                self._taken.pop(chat_id, None)
                 setup = await db(store.start_next)(key)
-        except Exception:
-            logger.exception("turn runner of chat %s failed", chat_id)
-            await self._emit(chat_id, setup, ev.ERROR, {
-                "code": "turn_failed", "message": "The turn failed on the server; it was "
-                "logged. The chat stays usable."})
+        except Exception as exc:
+            await self._turn_failed(chat_id, owner, setup, exc)
+            # Not again at once: what failed may fail again (Redis still away, a message
+            # that cannot start). The sweeper runs waiting queues every lease/2 seconds.
+            return
         finally:
             heartbeat.cancel()
             await control.close()
-            await db(store.release)(key, owner, await self.hub.last_seq(chat_id))
+            await self._release(key, owner)
             self.tasks.pop(chat_id, None)
         # A message queued after the last look but before the release must still run.
-        if await db(store.has_queued)(key):
-            await self.kick(chat_id)
+        with contextlib.suppress(Exception):
+            if await db(store.has_queued)(key):
+                await self.kick(chat_id)
+
+    async def _turn_failed(self, chat_id: str, owner: str, setup: store.TurnSetup | None,
+                           exc: Exception) -> None:
+        """End the chat's turn after a failure: history made consistent (every tool call
+        answered, an interrupted note), then ``agent.error`` and ``agent.turn_complete``
+        so no client waits for a turn that is gone."""
+        infrastructure = is_infrastructure_error(exc)
+        if infrastructure:  # Redis or PostgreSQL failed under it: not a gateway bug
+            logger.warning("turn of chat %s ended by an infrastructure error: %r",
+                           chat_id, exc)
+        else:
+            logger.error("turn runner of chat %s failed", chat_id, exc_info=exc)
+        taken = self._taken.get(chat_id)
+        try:
+            await _retrying(db(store.settle_failed_turn), uuid.UUID(chat_id), owner)
+        except Exception as repair:  # noqa: BLE001 - the sweeper settles it after the lease
+            logger.warning("could not settle the failed turn of chat %s: %r", chat_id, repair)
+        code, message = ("infrastructure_error", "The database or Redis failed during the "
+                         "turn; it was ended and the chat stays usable.") if infrastructure \
+            else ("turn_failed", "The turn failed on the server; it was logged. The chat "
+                  "stays usable.")
+        try:
+            if taken and not taken[1]:  # failed before the turn was announced
+                await self.publish(chat_id, ev.TURN_STARTED, {"message_id": taken[0]})
+            await self._emit(chat_id, setup, ev.ERROR, {"code": code, "message": message})
+            if taken:
+                await self.publish(chat_id, ev.TURN_COMPLETE, {
+                    "stop_reason": "error", "model": None,
+                    "usage": {"input_tokens": 0, "output_tokens": 0}})
+            await self.hub.flush(chat_id)
+        except Exception as tell:  # noqa: BLE001 - Redis is still away: sockets reconnect
+            logger.warning("could not tell chat %s that its turn failed: %r", chat_id, tell)
+
+    async def _release(self, key: uuid.UUID, owner: str) -> None:
+        """Give the chat's lock back (with how far seq got); on a database failure the
+        lease runs out and the sweeper does it."""
+        chat_id = str(key)
+        self._taken.pop(chat_id, None)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.hub.flush(chat_id), settings.GATEWAY_REDIS_RETRY_SECONDS
+                                   + 1)
+        try:
+            await _retrying(db(store.release), key, owner, self.hub.known_seq(chat_id))
+        except Exception as exc:  # noqa: BLE001
+            logger.warning("could not release the turn lock of chat %s: %r", chat_id, exc)
 
     async def _heartbeat(self, key: uuid.UUID, owner: str) -> None:
         lease = settings.GATEWAY_TURN_LEASE_SECONDS
         while True:
             await asyncio.sleep(lease / 3)
-            last_seq = await self.hub.last_seq(str(key))
-            if not await db(store.renew)(key, owner, lease, last_seq):
+            try:
+                renewed = await db(store.renew)(key, owner, lease,
+                                                self.hub.known_seq(str(key)))
+            except Exception as exc:
+                if not is_infrastructure_error(exc):
+                    raise
+                logger.warning("could not renew the turn lease of chat %s: %r", key, exc)
+                continue  # the next beat tries again; the lease outlasts a few misses
+            if not renewed:
                 logger.warning("lost the turn lease of chat %s", key)
                 task = self.tasks.get(str(key))
                 if task:
@@ -360,6 +442,7 @@ class TurnManager:
                 await self.hub.publish(chat_id, event_type, data)
 
         started = time.perf_counter()
+        self._taken[chat_id] = (setup.message_id, True)
         await emit(ev.TURN_STARTED, {"message_id": setup.message_id})
         if setup.provider is None:
             await emit(ev.ERROR, {"code": "no_profile", "message":
@@ -405,6 +488,7 @@ class TurnManager:
         await system_prompt.prepare(setup)
         if not task.cancelled() and task.exception():
             raise task.exception()  # type: ignore[misc]
+        await self.hub.flush(chat_id)  # the turn's events are in Redis, or it failed
 
     async def _emit(self, chat_id: str, setup: store.TurnSetup | None, event_type: str,
                     data: dict[str, Any]) -> None:
@@ -446,6 +530,17 @@ class TurnManager:
                                                        "and the chat is usable again."})
                 await self.kick(chat_id)
         return recovered
+
+
+async def _retrying(call: Any, *args: Any, attempts: int = 3) -> Any:
+    """A database call that must happen (settling, releasing), tried a few times."""
+    for attempt in range(attempts):
+        try:
+            return await call(*args)
+        except Exception as exc:
+            if attempt == attempts - 1 or not is_infrastructure_error(exc):
+                raise
+            await asyncio.sleep(0.5 * (attempt + 1))
 
 
 _manager: TurnManager | None = None

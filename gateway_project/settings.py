@@ -87,15 +87,25 @@ TEMPLATES = [
 ]
 
 DATABASE_URL = envstr("DATABASE_URL")
+# Threads that run database work of sockets and turns (gateway/infra.py), and the
+# PostgreSQL connections each process may open: one pool per process, a connection per
+# busy thread. docs/deploy.md has the sums against PostgreSQL's max_connections.
+GATEWAY_DB_POOL_SIZE = envint("GATEWAY_DB_POOL_SIZE", 8, minimum=1)
+GATEWAY_DB_POOL_TIMEOUT = envfloat("GATEWAY_DB_POOL_TIMEOUT", 30.0, minimum=0.1)
 if DATABASE_URL:
-    # Persistent connections are closed after 60 s; health checks drop dead ones, so a
-    # long-lived process survives a PostgreSQL restart.
-    DATABASES = {
-        "default": dj_database_url.parse(
-            DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", 60, minimum=0),
-            conn_health_checks=True,
-        )
+    # With a pool, CONN_HEALTH_CHECKS makes Django check each connection on checkout: a
+    # connection PostgreSQL dropped (restart, pg_terminate_backend, idle timeout) is
+    # replaced instead of failing a turn.
+    _database = dj_database_url.parse(DATABASE_URL, conn_max_age=0,
+                                      conn_health_checks=True)
+    _database.setdefault("OPTIONS", {})["pool"] = {
+        # A few kept open; more opened on demand up to the size, then callers wait
+        # (up to the timeout) instead of failing.
+        "min_size": min(2, GATEWAY_DB_POOL_SIZE), "max_size": GATEWAY_DB_POOL_SIZE,
+        "timeout": GATEWAY_DB_POOL_TIMEOUT, "max_idle": 300,
     }
+    DATABASES = {"default": _database}
+    GATEWAY_DB_THREADS = GATEWAY_DB_POOL_SIZE
 else:
     DATABASES = {
         "default": {
@@ -114,24 +124,35 @@ else:
             "CONN_MAX_AGE": None,
         }
     }
+    # SQLite has one writer: one thread, as Channels' database_sync_to_async does.
+    GATEWAY_DB_THREADS = 1
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = envstr("REDIS_URL")
+# One blocking pool per process, shared by the event hub and the channel layer
+# (gateway/layers.py): at its size a caller waits up to the timeout, it never fails at
+# a count. docs/deploy.md has the sums against Redis's maxclients.
+GATEWAY_REDIS_POOL_SIZE = envint("GATEWAY_REDIS_POOL_SIZE", 50, minimum=4)
+GATEWAY_REDIS_POOL = {
+    "max_connections": GATEWAY_REDIS_POOL_SIZE,
+    "timeout": envfloat("GATEWAY_REDIS_POOL_TIMEOUT", 20.0, minimum=0.1),
+    # redis-py 8 reads with a 5 s socket timeout by default, exactly the time
+    # channels-redis blocks in BZPOPMIN waiting for a message: an idle socket then dies
+    # with "Timeout reading" (close 1011). Read longer than it blocks.
+    "socket_timeout": 30, "socket_connect_timeout": 10,
+}
+# How long the event hub keeps retrying a Redis write (a restart, a failover) before the
+# turn that wrote it ends with agent.error.
+GATEWAY_REDIS_RETRY_SECONDS = envfloat("GATEWAY_REDIS_RETRY_SECONDS", 15.0, minimum=0.0)
 # Capacity is high on purpose: both layers silently drop a group message when a channel
 # is full, and a burst of deltas to a slow socket must not lose text.
 _CHANNEL_CAPACITY = envint("GATEWAY_CHANNEL_CAPACITY", 20000, minimum=100)
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {
-                # redis-py 8 reads with a 5 s socket timeout by default, exactly the time
-                # channels-redis blocks in BZPOPMIN waiting for a message: an idle socket
-                # then dies with "Timeout reading" (close 1011). Read longer than it blocks.
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 30,
-                           "socket_connect_timeout": 10}],
-                "capacity": _CHANNEL_CAPACITY, "expiry": 60,
-            },
+            "BACKEND": "gateway.layers.GatewayRedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": REDIS_URL}],
+                       "capacity": _CHANNEL_CAPACITY, "expiry": 60},
         }
     }
 else:
