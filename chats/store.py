@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from access.services import default_for
 from agents.compaction import summary_message
 from agents.providers import ProviderConfig
 from agents.sandbox import SandboxPolicy
@@ -158,7 +159,7 @@ def start_next(chat_id: uuid.UUID) -> TurnSetup | None:
     msg.position = _next_position(chat_id)
     msg.status = "done"
     msg.save(update_fields=["position", "status"])
-    profile = chat.profile or ModelProfile.get_default()
+    profile = chat.profile or default_for(chat.owner)  # the first allowed, if not the default
     policy = PermissionPolicy.load()
     return TurnSetup(
         message_id=msg.id, stream=msg.stream, owner_id=chat.owner_id,

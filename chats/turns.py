@@ -27,11 +27,14 @@ from agents.loop import Decision, TurnSpec, arguments_for_display, run_turn
 from agents.providers import ToolCall
 from agents import toolbox
 from agents.tools import ToolEnv
+from audit.services import ToolAudit
 from chats import compaction, store
 from chats.hub import control_group, make_hub
 from chats.system_prompt import system_prompt_for
 from mcp_servers import runtime as mcp_runtime
+from gateway.errors import GatewayError
 from permissions.resolver import level_for
+from usage import turns as usage_turns
 
 logger = logging.getLogger(__name__)
 turn_log = logging.getLogger("gateway.turn")
@@ -309,8 +312,12 @@ class TurnManager:
 
     async def _run_one(self, chat_id: str, setup: store.TurnSetup,
                        control: ControlChannel) -> None:
+        tool_audit = ToolAudit(chat_id, setup.owner_id)
+
         async def emit(event_type: str, data: dict[str, Any]) -> None:
             await self.hub.publish(chat_id, event_type, data)
+            if event_type in ToolAudit.WATCHED:  # one audit record per tool call
+                await tool_audit.observe(event_type, data)
 
         started = time.perf_counter()
         await emit(ev.TURN_STARTED, {"message_id": setup.message_id})
@@ -319,6 +326,13 @@ class TurnManager:
                                   "No model profile is set for this chat and there is no "
                                   "default: an admin creates one with POST /api/profiles "
                                   "(or starts the server with OPENAI_API_KEY set)."})
+            await emit(ev.TURN_COMPLETE, {"stop_reason": "error", "model": None,
+                                          "usage": {"input_tokens": 0, "output_tokens": 0}})
+            return
+        try:  # model access and budgets, before any upstream call
+            charge = await usage_turns.admit(setup.owner_id, chat_id, setup.provider.name)
+        except GatewayError as exc:
+            await emit(ev.ERROR, usage_turns.error_data(exc))
             await emit(ev.TURN_COMPLETE, {"stop_reason": "error", "model": None,
                                           "usage": {"input_tokens": 0, "output_tokens": 0}})
             return
@@ -333,6 +347,8 @@ class TurnManager:
             stream=setup.stream, max_rounds=settings.GATEWAY_MAX_TOOL_ROUNDS,
             timeout=settings.GATEWAY_UPSTREAM_TIMEOUT,
             retries=settings.GATEWAY_UPSTREAM_RETRIES, refresh_env=_current_sandbox,
+            on_model_call=usage_turns.recorder(setup.owner_id, chat_id, setup.provider.name,
+                                               charge),
         )
         gate = ApprovalGate(chat_id, emit, control, setup.allowed_tools)
         turn_store = DbTurnStore(store.MessageWriter(uuid.UUID(chat_id), setup.next_position))
@@ -348,6 +364,7 @@ class TurnManager:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await asyncio.shield(usage_turns.close(charge))
         self._log_turn(chat_id, setup, task, started)
         if not task.cancelled() and task.exception():
             raise task.exception()  # type: ignore[misc]

@@ -11,6 +11,10 @@ from gateway import views as gateway
 from mcp_servers import views as mcp_servers
 from permissions import views as permissions
 from profiles import views as profiles
+from access import views as access
+from audit import views as audit
+from usage import views as usage
+from users import views as users
 
 handler400 = "gateway.errors.handler400"
 handler403 = "gateway.errors.handler403"
@@ -39,6 +43,20 @@ api = [
     path("panic", chats.PanicView.as_view()),
     path("tokens", gateway.TokenListView.as_view()),
     path("tokens/<str:token_id>", gateway.TokenDetailView.as_view()),
+    path("users", users.UserListView.as_view()),
+    path("users/<str:username>", users.UserDetailView.as_view()),
+    path("users/<str:username>/invite", users.UserInviteView.as_view()),
+    path("groups", users.GroupListView.as_view()),
+    path("groups/<str:name>", users.GroupDetailView.as_view()),
+    path("access", access.AccessListView.as_view()),
+    path("access/<str:name>", access.AccessDetailView.as_view()),
+    path("usage", usage.UsageView.as_view()),
+    path("usage/export", usage.UsageExportView.as_view()),
+    path("budgets", usage.BudgetListView.as_view()),
+    path("budgets/<int:budget_id>", usage.BudgetDetailView.as_view()),
+    path("prices", usage.PriceListView.as_view()),
+    path("prices/<str:name>", usage.PriceDetailView.as_view()),
+    path("audit", audit.AuditListView.as_view()),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("asyncapi.json", AsyncApiView.as_view(), name="asyncapi"),
@@ -48,5 +66,6 @@ urlpatterns = [
     path("health", gateway.HealthView.as_view()),
     path("api/", include(api)),
     path("admin/", admin.site.urls),
+    path("invite/<uidb64>/<token>/", users.InviteView.as_view(), name="invite"),
     path("", include("dashboard.urls")),
 ]
