@@ -66,7 +66,9 @@ def period_bounds(period: str, now: dt.datetime | None = None
 
 def budgets_of(user: Any) -> QuerySet[Budget]:
     """The budgets that apply to ``user``: his own and his groups'."""
-    return Budget.objects.filter(Q(user=user) | Q(group__user=user)).distinct()
+    # A subquery, not a join: the admission locks these rows (FOR UPDATE), which
+    # PostgreSQL allows neither with DISTINCT nor on the nullable side of an outer join.
+    return Budget.objects.filter(Q(user=user) | Q(group__in=user.groups.values("pk")))
 
 
 def _members(budget: Budget) -> Q:
