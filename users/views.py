@@ -6,7 +6,7 @@ from typing import Any
 
 from django.contrib.auth.models import Group
 from django.contrib.auth.views import PasswordResetConfirmView
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -108,7 +108,8 @@ class GroupListView(APIView):
     def post(self, request: Request) -> Response:
         name = validated(GroupSerializer, request)["name"]
         try:
-            Group.objects.create(name=name)
+            with transaction.atomic():
+                Group.objects.create(name=name)
         except IntegrityError:
             raise GatewayError("group_exists", f"A group named {name!r} exists.", 409) from None
         return Response({"name": name, "members": []}, status=status.HTTP_201_CREATED)
