@@ -6,15 +6,40 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
+from typing import Iterator
 
 import pytest
 import websockets
 
-from tests.fake_upstream import Text
+from tests.e2e.server import ServeProcess
+from tests.fake_upstream import FakeUpstream, Text
 
 LIMIT = 100
 TURN_TOKENS = 30  # every reply below: 20 in, 10 out
 CHATS = 6
+
+
+@pytest.fixture
+def budget_cluster(tmp_path: Path, pg_url: str, redis_url: str, upstream: FakeUpstream
+                   ) -> Iterator[tuple[ServeProcess, ServeProcess]]:
+    """Two processes on one database, with a turn lease long enough that a loaded machine
+    never has one process take over the other's live turns (that is not under test)."""
+    env = {"DATABASE_URL": pg_url, "REDIS_URL": redis_url, "SECRET_KEY": "x" * 50,
+           "GATEWAY_TURN_LEASE_SECONDS": "60", "GATEWAY_UPSTREAM_RETRIES": "0",
+           "GATEWAY_WORKSPACE": str(tmp_path / "shared-workspaces")}
+    first = ServeProcess(tmp_path / "a", env).start(timeout=300)
+    second = ServeProcess(tmp_path / "b", env).start(timeout=300)
+    second.admin_token = first.admin_token
+    try:
+        with first.client() as http:
+            assert http.post("/api/profiles", json={"name": "fake", "profile": {
+                "provider": "openai", "model": "fake-model",
+                "base_url": upstream.url}}).status_code == 201
+        yield first, second
+    finally:
+        first.stop()
+        second.stop()
 
 
 async def one_turn(server, chat_id: str) -> str:
@@ -25,7 +50,7 @@ async def one_turn(server, chat_id: str) -> str:
         await ws.send(json.dumps({"type": "user_message", "content": "spend"}))
         code = ""
         while True:
-            event = json.loads(await asyncio.wait_for(ws.recv(), 30))
+            event = json.loads(await asyncio.wait_for(ws.recv(), 90))
             if event["type"] == "agent.error":
                 code = event["data"]["code"]
             if event["type"] == "agent.turn_complete":
@@ -40,8 +65,8 @@ async def wave(servers, chats: list[str]) -> list[str]:
 # Two server starts and a dozen waves of turns on a shared, loaded machine.
 @pytest.mark.timeout(900)
 def test_concurrent_turns_on_two_processes_never_pass_a_budget_by_more_than_one_turn(
-        cluster, upstream):
-    a, b = cluster
+        budget_cluster, upstream):
+    a, b = budget_cluster
     with a.client() as http:
         assert http.post("/api/budgets", json={"user": "admin", "period": "day",
                                                "limit_tokens": LIMIT}).status_code == 201
