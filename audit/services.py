@@ -21,8 +21,10 @@ from audit.models import AuditEvent, Verdict
 current_request: contextvars.ContextVar[Any] = contextvars.ContextVar("audit_request",
                                                                      default=None)
 
-SECRET_KEY_NAME = re.compile(r"(key|secret|token|password|passwd|authorization|cookie|"
-                             r"credential|env|header)", re.I)
+# A key names a secret when one of its underscore-separated words is one of these (so
+# "api_key_encrypted" and "bearer_token_env" do, "limit_tokens" and "input_tokens" not).
+SECRET_KEY_NAME = re.compile(r"(^|_)(api|key|secret|password|passwd|token|authorization|"
+                             r"cookie|credentials?|env|headers?)(_|$)", re.I)
 MASK = "********"
 
 

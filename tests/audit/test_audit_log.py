@@ -43,10 +43,12 @@ def test_the_django_admin_shows_the_log_read_only(admin):
 
 def test_secrets_are_masked_wherever_they_sit():
     data = {"api_key": "sk-1", "env": {"TOKEN": "x", "HOME": "/h"}, "model": "m",
-            "nested": [{"password": "p", "name": "n"}], "empty_key": ""}
+            "nested": [{"password": "p", "name": "n"}], "empty_key": "",
+            "bearer_token_env": "GH", "limit_tokens": 5, "input_tokens": 7}
     assert mask(data) == {"api_key": MASK, "env": {"TOKEN": MASK, "HOME": MASK},
                           "model": "m", "nested": [{"password": MASK, "name": "n"}],
-                          "empty_key": ""}
+                          "empty_key": "", "bearer_token_env": MASK, "limit_tokens": 5,
+                          "input_tokens": 7}
 
 
 def test_config_changes_record_before_and_after_and_who(admin):
