@@ -9,7 +9,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.dashboard.test_dashboard import Pages, browser, shot  # noqa: F401 - fixture
+from tests.dashboard.test_dashboard import (  # noqa: F401 - browser is a fixture
+    CHAT_READY, Pages, browser, send, shot)
 from tests.e2e.server import ServeProcess
 from tests.e2e.test_team_admin import member_token, new_chat, turn
 from tests.fake_upstream import FakeUpstream, Text, ToolCalls
@@ -131,3 +132,12 @@ def test_a_member_sees_his_own_usage_and_no_admin_pages(pages, server):
     shot(page, "team-usage-member")
     page.goto(f"{server.url}/#/audit")
     expect(page.locator("#audit-view")).to_be_hidden()
+
+    # Over budget, a message is refused and the chat says so in words.
+    chat_id = new_chat(server, server.member)
+    page.goto(f"{server.url}/#/chats/{chat_id}")
+    page.wait_for_function(CHAT_READY)
+    send(page, "one more?")
+    expect(page.locator("#transcript .note.error")).to_contain_text("budget of user mia is "
+                                                                     "used up")
+    shot(page, "team-budget-refused")
