@@ -93,3 +93,17 @@ def test_groups_are_created_and_deleted(admin):
     assert admin.client.post("/api/groups", {"name": "ops"}, format="json").status_code == 409
     assert admin.client.delete("/api/groups/ops").status_code == 204
     assert admin.client.delete("/api/groups/ops").status_code == 404
+
+
+def test_the_django_admin_makes_invite_links_and_shows_the_audit_log(admin, alice):
+    browser = Client()
+    browser.force_login(admin.user)
+    assert browser.get("/admin/auth/user/").status_code == 200
+    done = browser.post("/admin/auth/user/", {"action": "make_invite_links",
+                                              "_selected_action": [alice.user.pk]},
+                        follow=True)
+    shown = [str(m) for m in done.context["messages"]]
+    assert len(shown) == 1 and "/invite/" in shown[0] and shown[0].startswith("alice:")
+    log = browser.get("/admin/audit/auditevent/")
+    assert log.status_code == 200 and b"invited" in log.content
+    assert browser.get("/admin/audit/auditevent/add/").status_code == 403
