@@ -12,7 +12,7 @@ import pytest
 from tests.dashboard.test_dashboard import (  # noqa: F401 - browser is a fixture
     CHAT_READY, Pages, browser, send, shot)
 from tests.e2e.server import ServeProcess
-from tests.e2e.test_team_admin import member_token, new_chat, turn
+from tests.e2e.test_team_admin import START_TIMEOUT, member_token, new_chat, turn
 from tests.fake_upstream import FakeUpstream, Text, ToolCalls
 
 pytestmark = pytest.mark.timeout(300)
@@ -25,7 +25,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, upstream_server: FakeUpstre
            ) -> Iterator[ServeProcess]:
     """A gateway with a month of history in one day: an admin turn with an approved tool
     call, a member's turn, a price, and the member's used-up budget."""
-    with ServeProcess(Path(tmp_path_factory.mktemp("team-pages")) / "data") as proc:
+    proc = ServeProcess(Path(tmp_path_factory.mktemp("team-pages")) / "data")
+    proc.start(timeout=START_TIMEOUT)
+    try:
         with proc.client() as http:
             assert http.post("/api/profiles", json={"name": "fake", "profile": {
                 "provider": "openai", "model": "fake-model", "base_url": upstream_server.url,
@@ -44,6 +46,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, upstream_server: FakeUpstre
                                             "limit_tokens": 300})
         upstream_server.clear()
         yield proc
+    finally:
+        proc.stop()
 
 
 @pytest.fixture

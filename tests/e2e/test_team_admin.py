@@ -20,12 +20,17 @@ import websockets
 from tests.e2e.server import ROOT, ServeProcess
 from tests.fake_upstream import FakeUpstream, Text, ToolCalls
 
+# A generous start budget: the machine is shared, and a loaded one starts slowly.
+START_TIMEOUT = 240
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, upstream_server: FakeUpstream
            ) -> Iterator[ServeProcess]:
     env = {"GATEWAY_UPSTREAM_RETRIES": "0", "GATEWAY_APPROVAL_TIMEOUT": "20"}
-    with ServeProcess(tmp_path_factory.mktemp("team") / "data", env=env) as proc:
+    proc = ServeProcess(tmp_path_factory.mktemp("team") / "data", env=env)
+    proc.start(timeout=START_TIMEOUT)
+    try:
         with proc.client() as http:
             for name, model in (("fake", "fake-model"), ("premium", "premium-model")):
                 assert http.post("/api/profiles", json={"name": name, "profile": {
@@ -34,6 +39,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, upstream_server: FakeUpstre
             assert http.put("/api/permissions", json={
                 "mode": "interactive", "tool_overrides": {"write": "deny"}}).status_code == 200
         yield proc
+    finally:
+        proc.stop()
 
 
 def member_token(server: ServeProcess, username: str) -> str:
