@@ -24,7 +24,7 @@ bwrap's init, plus the pids cgroup is emptied when one is in use).
 
 Sandbox mode (``policy.enabled``)
 ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
-bubblewrap with new user/pid/ipc/uts/cgroup(/net) namespaces, read-only ``/usr``, a
+bubblewrap with new user/pid/ipc/uts/cgroup/net namespaces, read-only ``/usr``, a
 hand-picked minimum of ``/etc``, synthesized ``/etc/passwd``, ``/etc/group`` and
 ``/etc/hosts``, fresh ``/proc`` (with ``/proc/sys`` read-only), ``/dev``, size-limited
 tmpfs ``/tmp``, the workspace at ``/workspace`` and a read-only root.  The command runs
@@ -50,15 +50,32 @@ If bwrap is missing or cannot create namespaces, sandboxed calls return
 ``error="sandbox unavailable: ..."`` and run nothing - there is never a fallback to
 running unsandboxed.
 
+No privilege leaves the sandbox
+~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+Files the sandbox writes in the workspace are owned by the server's host uid (host root
+when the gateway runs as root), and a process inside may ``chmod 4755`` them.  Inside,
+every bind mount is ``nosuid``; on the host, after every sandboxed call (once its whole
+process tree is dead) :func:`strip_privileges` walks the workspace through directory fds
+without following links, clears every setuid/setgid bit and deletes device files.  The
+code around this module keeps the data dir 0700, so no other host user reaches a
+workspace at all, even during a call.
+
+Network (``network_enabled``)
+~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+The sandbox always gets its own network namespace.  With ``network_enabled`` a
+``slirp4netns --disable-host-loopback`` user-mode stack is attached to it before the
+command starts (bwrap waits on ``--block-fd`` until the interface is up): outbound
+TCP/UDP goes out from the host as ordinary sockets, while the host's loopback (the
+gateway's own port, a local Redis / PostgreSQL / upstream) is unreachable; the sandbox's
+127.0.0.1 is its own.  Without slirp4netns a call with ``network_enabled`` fails; it
+never falls back to sharing the host's network.
+
 Caveats (for the code around this module)
 ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
-* When the gateway runs as root, files the sandbox writes in the workspace are owned by
-  host root, and it can chmod them setuid/setgid.  Keep the workspaces directory
-  unreachable for other host users (mode 0700) or on a ``nosuid`` mount.
 * The sandbox can create symlinks in the workspace pointing anywhere; host-side file
   tools must resolve paths and refuse to follow links out of the workspace.
-* ``network_enabled`` shares the host's network namespace: 127.0.0.1 services and
-  abstract unix sockets of the host become reachable.
+* With ``network_enabled``, services the host binds to a non-loopback address are
+  reachable like from any other machine on that network.
 * Plain mode is not isolation: killpg cannot catch a child that calls setsid().
 """
 
@@ -67,10 +84,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
 import itertools
 import os
 import shutil
+import json
 import signal
+import stat
 import subprocess
 import tempfile
 import threading
@@ -85,6 +105,8 @@ __all__ = [
     "run_command",
     "sandbox_status",
     "format_result",
+    "strip_privileges",
+    "INSTALL_HINT",
 ]
 
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -131,9 +153,8 @@ _ETC_ALWAYS = (
     "python3.13",
 )
 # Only with network_enabled: name resolution and TLS trust store (NOT /etc/ssl/private).
+# resolv.conf is synthesized (the slirp4netns DNS forwarder), never the host's.
 _ETC_NETWORK = (
-    "resolv.conf",
-    "hosts",
     "host.conf",
     "gai.conf",
     "ssl/certs",
@@ -145,6 +166,18 @@ _PASSWD = (
     "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
 )
 _GROUP = f"{SANDBOX_USER}:x:{SANDBOX_GID}:\nnogroup:x:65534:\n"
+# What the operator is told when bash cannot run sandboxed.
+INSTALL_HINT = (
+    "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap), or have the "
+    "operator set GATEWAY_UNSANDBOXED_TOOLS=true to run tools unconfined"
+)
+NETWORK_HINT = "install slirp4netns (Debian/Ubuntu: apt-get install slirp4netns)"
+# The slirp4netns defaults: the sandbox is 10.0.2.100, its DNS forwarder 10.0.2.3.
+SLIRP_DNS = "10.0.2.3"
+SLIRP_TAP = "tap0"
+_NETWORK_SETUP_TIMEOUT = 10.0
+_NS_GET_USERNS = 0xB701  # ioctl on a namespace fd: the user namespace that owns it
+_RESOLV = f"nameserver {SLIRP_DNS}\n"
 _HOSTS = (
     "127.0.0.1\tlocalhost\n"
     f"127.0.1.1\t{SANDBOX_HOSTNAME}\n"
@@ -393,7 +426,7 @@ def sandbox_status(refresh: bool = False) -> dict:
 
     Returns ``{"available": bool, "bwrap": path | None, "reason": str | None,
     "process_limit": "rlimit" | "cgroup-v1" | "cgroup-v2" | "watchdog" | None,
-    "prlimit": path | None, "chrt": path | None}``.
+    "prlimit": path | None, "chrt": path | None, "network": slirp4netns path | None}``.
     The probe (a trivial ``bwrap ... bash -c true`` with
     the same namespaces as real runs) runs once per process; ``refresh=True`` re-probes.
     Blocking (runs a subprocess): from async code the first call should go through
@@ -419,6 +452,7 @@ def _probe() -> dict:
         "process_limit": None,
         "prlimit": None,
         "chrt": None,
+        "network": None,
         "_cgroup": None,
     }
     bwrap = _find_bwrap()
@@ -432,6 +466,7 @@ def _probe() -> dict:
         status["reason"] = "prlimit (util-linux) not found; cannot apply resource limits"
         return status
     status["chrt"] = _find_tool("chrt")  # optional (SCHED_IDLE)
+    status["network"] = _find_tool("slirp4netns")  # optional (network_enabled)
     if not (_find_tool("bash") and _find_tool("sh")):
         status["reason"] = "bash/sh not found"
         return status
@@ -531,9 +566,12 @@ def _build_bwrap_argv(
     *,
     extra_env: Mapping[str, str] | None,
     chrt: str | None = None,
+    sync_fds: tuple[int, int] | None = None,
 ) -> tuple[list[str], list[int]]:
     """The bwrap argv (without the prlimit/cgroup launcher) and the fds it reads.
 
+    ``sync_fds`` = (info write end, block read end): bwrap reports the sandbox's pid on
+    the first and waits on the second before running the command (network set-up).
     The caller must close the returned fds after spawning.
     """
     args: list[str] = [
@@ -543,9 +581,10 @@ def _build_bwrap_argv(
         "--unshare-ipc",
         "--unshare-uts",
         "--unshare-cgroup-try",
+        "--unshare-net",  # always: network_enabled attaches slirp4netns to this netns
     ]
-    if not policy.network_enabled:
-        args.append("--unshare-net")
+    if sync_fds is not None:
+        args += ["--info-fd", str(sync_fds[0]), "--block-fd", str(sync_fds[1])]
     args += [
         "--disable-userns",  # no nested user namespaces (kernel attack surface)
         "--die-with-parent",
@@ -579,9 +618,9 @@ def _build_bwrap_argv(
         args += ["--ro-bind-try", f"/etc/{rel}", f"/etc/{rel}"]
     fds: list[int] = []
     try:
-        data = {"/etc/passwd": _PASSWD, "/etc/group": _GROUP}
-        if not policy.network_enabled:
-            data["/etc/hosts"] = _HOSTS
+        data = {"/etc/passwd": _PASSWD, "/etc/group": _GROUP, "/etc/hosts": _HOSTS}
+        if policy.network_enabled:
+            data["/etc/resolv.conf"] = _RESOLV
         for dest, content in data.items():
             fd = _data_fd(content)
             fds.append(fd)
@@ -727,6 +766,189 @@ async def _watchdog(proc: asyncio.subprocess.Process, limit: int, state: dict) -
         await asyncio.sleep(_WATCHDOG_INTERVAL)
 
 
+# --------------------------------------------------------------------------- network
+
+
+class _NetworkError(Exception):
+    """The user-mode network could not be attached to the sandbox."""
+
+
+def _read_child_pid(fd: int) -> int | None:
+    """The sandbox's pid from bwrap's ``--info-fd`` JSON (None if bwrap died first)."""
+    data = b""
+    while b"}" not in data:
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return None
+        data += chunk
+    try:
+        return int(json.loads(data[: data.index(b"}") + 1])["child-pid"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _netns_fds(pid: int) -> tuple[int, int]:
+    """Fds of the sandbox's network namespace and of the user namespace that owns it.
+
+    ``--disable-userns`` makes bwrap move the sandbox into a nested user namespace, so
+    the sandbox's own userns is not the one that owns its netns (slirp4netns's pid mode
+    would join the wrong one, racily); the kernel tells us the owner.
+    """
+    net_fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return net_fd, fcntl.ioctl(net_fd, _NS_GET_USERNS)
+    except OSError:
+        os.close(net_fd)
+        raise
+
+
+async def _wait_for_loopback(pid: int) -> None:
+    """bwrap reports the pid before it brings up the sandbox's ``lo``; slirp4netns
+    configuring the namespace meanwhile makes bwrap's netlink calls fail. ``::1`` shows
+    once ``lo`` is up (give up waiting after a while: IPv6 may be off)."""
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        try:
+            if " lo\n" in _read_text(f"/proc/{pid}/net/if_inet6"):
+                return
+        except FileNotFoundError:
+            return  # no IPv6 here, or the sandbox is gone (attaching will tell)
+        except OSError:
+            return
+        await asyncio.sleep(0.001)
+
+
+class _Network:
+    """slirp4netns for one sandboxed call.
+
+    bwrap creates the network namespace, reports the sandbox's pid on the info pipe and
+    waits on the block pipe; we attach slirp4netns (``--disable-host-loopback``: the
+    host's 127.0.0.0/8 is unreachable through 10.0.2.2) and release the command once the
+    interface is configured.  Closing the exit pipe stops slirp4netns.
+    """
+
+    def __init__(self, slirp: str) -> None:
+        self.slirp = slirp
+        self.info_r, self.info_w = os.pipe()
+        self.block_r, self.block_w = os.pipe()
+        self.exit_w: int | None = None
+        self.proc: asyncio.subprocess.Process | None = None
+        self.task: asyncio.Future | None = None
+
+    def child_fds(self) -> tuple[int, int]:
+        """The ends bwrap gets (the caller closes them after spawning)."""
+        return self.info_w, self.block_r
+
+    async def attach(self, timeout: float) -> None:
+        """Attach within ``timeout`` (``asyncio.TimeoutError`` otherwise). The work runs
+        on as a task even then, never cancelled half-way (it might have spawned
+        slirp4netns and not yet recorded it): :meth:`close` finishes it."""
+        self.task = asyncio.ensure_future(self._attach())
+        await asyncio.wait_for(asyncio.shield(self.task), timeout)
+
+    async def _attach(self) -> None:
+        pid = await asyncio.to_thread(_read_child_pid, self.info_r)
+        if pid is None:
+            raise _NetworkError("bwrap exited before the network could be attached")
+        await _wait_for_loopback(pid)
+        try:
+            net_fd, user_fd = _netns_fds(pid)
+        except OSError as exc:
+            raise _NetworkError(f"cannot open the sandbox's network namespace: {exc}") from exc
+        ready_r, ready_w = os.pipe()
+        exit_r, self.exit_w = os.pipe()
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                self.slirp, "--configure", "--mtu=65520", "--disable-host-loopback",
+                "--enable-sandbox", "--enable-seccomp", "--netns-type=path",
+                f"--userns-path=/proc/self/fd/{user_fd}",
+                "--ready-fd", str(ready_w), "--exit-fd", str(exit_r),
+                f"/proc/self/fd/{net_fd}", SLIRP_TAP,
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, env=_launcher_env(), start_new_session=True,
+                pass_fds=(ready_w, exit_r, net_fd, user_fd),
+            )
+        finally:
+            for fd in (ready_w, exit_r, net_fd, user_fd):
+                os.close(fd)
+        try:
+            ready = await asyncio.to_thread(os.read, ready_r, 1)
+        finally:
+            os.close(ready_r)
+        if ready != b"1":
+            raise _NetworkError("slirp4netns could not configure the sandbox's network")
+        try:
+            os.write(self.block_w, b"1")
+        except OSError as exc:  # bwrap is gone
+            raise _NetworkError(f"the sandbox exited before it could start: {exc}") from exc
+
+    async def close(self) -> None:
+        """Stop slirp4netns; call once the sandbox is killed (so pending reads end)."""
+        if self.exit_w is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.exit_w)  # slirp4netns exits; a pending ready-read ends
+            self.exit_w = None
+        if self.task is not None:
+            with contextlib.suppress(Exception):
+                await self.task
+        for fd in (self.info_r, self.block_w, self.exit_w):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.exit_w = None
+        if self.proc is not None and self.proc.returncode is None:
+            try:
+                await asyncio.wait_for(self.proc.wait(), _DRAIN_GRACE_SECONDS)
+            except asyncio.TimeoutError:
+                _kill_group(self.proc.pid)
+                await self.proc.wait()
+
+
+# --------------------------------------------------------------------------- privileges
+
+_SPECIAL_BITS = stat.S_ISUID | stat.S_ISGID
+_OPEN_NOFOLLOW = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+
+
+def strip_privileges(workspace: Path) -> int:
+    """Clear setuid/setgid bits and delete device files under ``workspace``.
+
+    Run after a sandboxed call, when nothing of it runs any more.  The walk goes through
+    directory fds and never follows a link (another call in the same workspace may still
+    be swapping entries); each entry is re-checked with ``fstat`` on what was opened, so
+    the kernel, not a path string, decides what is changed.  Returns how many entries
+    were fixed.
+    """
+    fixed = 0
+    with contextlib.suppress(OSError):
+        fixed += _strip_entry(os.fspath(workspace), None)
+    for _root, dirs, files, dir_fd in os.fwalk(workspace, follow_symlinks=False):
+        for name in [*dirs, *files]:
+            with contextlib.suppress(OSError):  # vanished / replaced meanwhile: skip
+                fixed += _strip_entry(name, dir_fd)
+    return fixed
+
+
+def _strip_entry(name: str, dir_fd: int | None) -> int:
+    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        os.unlink(name, dir_fd=dir_fd)
+        return 1
+    if not (st.st_mode & _SPECIAL_BITS) or not (
+        stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)
+    ):
+        return 0
+    fd = os.open(name, _OPEN_NOFOLLOW, dir_fd=dir_fd)
+    try:
+        mode = os.fstat(fd).st_mode
+        if mode & _SPECIAL_BITS:
+            os.fchmod(fd, stat.S_IMODE(mode) & ~_SPECIAL_BITS)
+            return 1
+        return 0
+    finally:
+        os.close(fd)
+
+
 # --------------------------------------------------------------------------- run_command
 
 
@@ -754,6 +976,19 @@ def _spawn_background(coro) -> None:
     task = asyncio.get_running_loop().create_task(coro)
     _background.add(task)
     task.add_done_callback(_background.discard)
+
+
+async def _finish_killed(wait_task: asyncio.Future, cgroup: Path | None,
+                         network: _Network | None, strip: Path | None) -> None:
+    """After a cancelled call: once its processes are gone, clean up what it used."""
+    with contextlib.suppress(Exception):
+        await wait_task
+    if cgroup is not None:
+        await _cgroup_remove(cgroup)
+    if network is not None:
+        await network.close()
+    if strip is not None:
+        await asyncio.to_thread(strip_privileges, strip)
 
 
 def _error(msg: str, timeout: float | None = None) -> CommandResult:
@@ -806,6 +1041,7 @@ async def run_command(
     fds: list[int] = []
     cgroup: Path | None = None
     watchdog_limit: int | None = None
+    network: _Network | None = None
     if policy.enabled:
         if (bad := _validate_policy(policy)) is not None:
             return _error(bad, timeout)
@@ -816,13 +1052,22 @@ async def run_command(
         else:
             status = dict(status)
         if not status["available"]:
-            return _error(f"sandbox unavailable: {status['reason']}", timeout)
+            return _error(f"sandbox unavailable: {status['reason']}; {INSTALL_HINT}", timeout)
+        if policy.network_enabled:
+            if not status["network"]:
+                return _error(f"network_enabled needs slirp4netns: {NETWORK_HINT}", timeout)
+            network = _Network(status["network"])
         try:
             bw_argv, fds = _build_bwrap_argv(
-                status["bwrap"], command, ws, policy, extra_env=env, chrt=status["chrt"]
+                status["bwrap"], command, ws, policy, extra_env=env, chrt=status["chrt"],
+                sync_fds=network.child_fds() if network else None,
             )
         except (ValueError, OSError) as exc:
+            if network is not None:
+                await network.close()
             return _error(f"cannot build sandbox: {exc}", timeout)
+        if network is not None:
+            fds += network.child_fds()
         argv = _prlimit_args(status["prlimit"], policy) + bw_argv
         if status["process_limit"] == "watchdog":
             watchdog_limit = policy.max_processes
@@ -880,6 +1125,8 @@ async def run_command(
         os.close(read_fd)
         if cgroup is not None:
             _spawn_background(_cgroup_remove(cgroup))
+        if network is not None:
+            _spawn_background(network.close())
         if isinstance(exc, OSError):
             return _error(f"cannot start command: {exc}", timeout)
         raise
@@ -890,6 +1137,7 @@ async def run_command(
     wait_task = asyncio.ensure_future(proc.wait())
     state: dict = {}
     timed_out = False
+    strip = policy.enabled and policy.workspace_mode == "rw"
     try:
         done = loop.create_future()
         transport, collector = await loop.connect_read_pipe(
@@ -898,9 +1146,14 @@ async def run_command(
         if watchdog_limit is not None:
             watchdog_task = asyncio.ensure_future(_watchdog(proc, watchdog_limit, state))
         try:
-            await asyncio.wait_for(asyncio.shield(wait_task), timeout)
+            if network is not None:
+                await network.attach(min(timeout, _NETWORK_SETUP_TIMEOUT))
+            left = timeout - (time.monotonic() - started)
+            await asyncio.wait_for(asyncio.shield(wait_task), max(left, 0.001))
         except asyncio.TimeoutError:
             timed_out = True
+        except _NetworkError as exc:
+            state["network_error"] = str(exc)
         # Timeout, or normal exit: nothing may outlive the call (background children).
         _kill_tree(proc.pid, cgroup)
         await wait_task
@@ -909,9 +1162,9 @@ async def run_command(
     except BaseException:
         # Cancelled (or an unexpected error): kill everything before propagating.
         _kill_tree(proc.pid, cgroup)
-        if cgroup is not None:
-            _spawn_background(_cgroup_remove(cgroup))
-            cgroup = None
+        _spawn_background(_finish_killed(wait_task, cgroup, network, ws if strip else None))
+        cgroup = network = None
+        strip = False
         raise
     finally:
         if transport is not None:
@@ -922,6 +1175,12 @@ async def run_command(
             watchdog_task.cancel()
         if cgroup is not None:
             await _cgroup_remove(cgroup)
+        if network is not None:
+            await network.close()
+    if strip:
+        await asyncio.to_thread(strip_privileges, ws)
+    if "network_error" in state:
+        return _error(f"cannot start the sandbox's network: {state['network_error']}", timeout)
 
     exit_code = None if timed_out or state.get("killed") else proc.returncode
     return CommandResult(

@@ -1276,7 +1276,9 @@ def main(argv: list[str] | None = None) -> int:
     load_before = machine()["loadavg"]
     data_dir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
     env = {"REDIS_URL": args.redis, "DATABASE_URL": args.database, "OPENAI_API_KEY": "",
-           "DEBUG": "false", "GATEWAY_WORKSPACE": str(data_dir / "workspaces")}
+           "DEBUG": "false", "GATEWAY_WORKSPACE": str(data_dir / "workspaces"),
+           # Tools are sandboxed by default; the opt-out lets part 6 also time them bare.
+           "GATEWAY_UNSANDBOXED_TOOLS": "true"}
     upstream = Upstream().start()
     serve = ServeProcess(data_dir / "data", env=env)
     failures: list[str] = []

@@ -9,10 +9,11 @@ class ChatsConfig(AppConfig):
 
     def ready(self) -> None:
         from agents import toolbox
-        from chats.health import health_part
+        from chats.health import announce_tool_mode, health_part
         from gateway import hooks
 
         hooks.add_health_part(health_part)
+        hooks.serve_prepare.connect(announce_tool_mode, dispatch_uid="chats.tool_mode")
         hooks.provide_tool_names(toolbox.names)
         hooks.serve_loop_started.connect(start_turn_manager, dispatch_uid="chats.startup")
 

@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import logging
+import os
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -11,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -23,14 +27,60 @@ from chats.models import Chat, Compaction, Message, PendingApproval
 from permissions.models import PermissionPolicy, SandboxConfig
 from profiles.models import ModelProfile
 
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,149}$")
+# How workspaces were named before they were named by id; only to find and move them.
+_LEGACY_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,149}$")
+_LEGACY_FALLBACK = re.compile(r"^user-([0-9]+)$")
+
+log = logging.getLogger(__name__)
 
 
 def workspace_for(user: Any) -> Path:
-    """``GATEWAY_WORKSPACE/<username>/``; a username that is not a safe folder name
-    gets ``user-<id>`` instead."""
-    name = user.username if _SAFE_NAME.match(user.username or "") else f"user-{user.pk}"
-    return Path(settings.GATEWAY_WORKSPACE) / name
+    """``GATEWAY_WORKSPACE/@<user id>/``, created 0700 (the root too) on first use.
+
+    Named by the immutable id, never by a name two users could share. The ``@`` keeps
+    these names apart from the folders of before (named by username, or ``user-<id>``
+    when the username was no safe folder name; none could start with ``@``), so a
+    username made of digits can never land in another user's folder. A folder of before
+    is moved here on its owner's first use, unless two users could claim it (see
+    ``_adopt_legacy``)."""
+    root = Path(settings.GATEWAY_WORKSPACE)
+    path = root / f"@{user.pk}"
+    if not path.is_dir():
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _adopt_legacy(root, user, path)
+        path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+def _legacy_name(user: Any) -> str:
+    return user.username if _LEGACY_SAFE_NAME.match(user.username or "") else f"user-{user.pk}"
+
+
+def _legacy_claimants(name: str) -> int:
+    """How many users the old naming sent to folder ``name`` (two: ``user-4`` and user 4
+    whose name was no safe folder name)."""
+    users = get_user_model().objects
+    count = users.filter(username=name).count()
+    match = _LEGACY_FALLBACK.match(name)
+    if match:
+        owner = users.filter(pk=int(match.group(1))).first()
+        count += owner is not None and _legacy_name(owner) == name
+    return count
+
+
+def _adopt_legacy(root: Path, user: Any, path: Path) -> None:
+    """Move the user's folder of before (a real directory, not a link) to ``path``. A
+    folder two users shared stays where it is, for the operator to sort out: moving it
+    would hand one user the other's files."""
+    legacy = root / _legacy_name(user)
+    if not legacy.is_dir() or legacy.is_symlink():
+        return
+    if _legacy_claimants(legacy.name) > 1:
+        log.warning("workspace %s was shared by two users; not moved to %s", legacy, path)
+        return
+    with contextlib.suppress(OSError):  # gone or filled meanwhile (another process won)
+        os.rename(legacy, path)
+        log.info("moved workspace %s to %s", legacy, path)
 
 
 # --- the queue and the lock ---------------------------------------------------------
@@ -144,8 +194,7 @@ def provider_config(profile: ModelProfile | None, *, with_key: bool = True
 
 
 def sandbox_policy() -> SandboxPolicy:
-    config = SandboxConfig.load()
-    return SandboxPolicy(**config.to_dict())
+    return SandboxPolicy(**SandboxConfig.load().policy())
 
 
 @transaction.atomic

@@ -16,7 +16,7 @@ import socket
 import time
 import uuid
 from dataclasses import replace
-from typing import Any
+from typing import Any, Callable
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -103,6 +103,8 @@ class ApprovalGate:
                                              "reason": f"denied by the permission policy "
                                                        f"(mode {mode})"})
         if asked:
+            asked = await _unattended(self, asked, decisions)
+        if asked:
             decisions.update(await self._ask(asked))
         return decisions
 
@@ -148,6 +150,47 @@ class ApprovalGate:
             result[call.id] = Decision(verdict in ("allow", "allow_chat"),
                                        "" if verdict != "deny" else "the user denied it")
         return result
+
+
+# --- unattended turns: a hook for the jobs app ------------------------------------
+# A check returns, for a chat, None (someone may answer approval prompts) or the set of
+# tools its current turn may run unasked (a job's run: nobody is there to answer); the
+# other calls the policy would ask about are then denied instead of asked.
+UnattendedCheck = Callable[[str], "set[str] | None"]
+_unattended_checks: list[UnattendedCheck] = []
+
+
+def register_unattended_check(check: UnattendedCheck) -> None:
+    if check not in _unattended_checks:
+        _unattended_checks.append(check)
+
+
+def _unattended_tools(chat_id: str) -> set[str] | None:
+    for check in _unattended_checks:
+        tools = check(chat_id)
+        if tools is not None:
+            return tools
+    return None
+
+
+async def _unattended(gate: ApprovalGate, asked: list[ToolCall],
+                      decisions: dict[str, Decision]) -> list[ToolCall]:
+    """Settle asked-about calls of an unattended turn; returns the calls still to ask."""
+    if not _unattended_checks:
+        return asked
+    tools = await db(_unattended_tools)(gate.chat_id)
+    if tools is None:
+        return asked
+    refused = [c for c in asked if c.name not in tools]
+    for call in asked:
+        decisions[call.id] = Decision(call.name in tools, "" if call.name in tools else
+                                      "nobody can approve it in an unattended run")
+    if refused:
+        await gate.emit(ev.TOOL_DENIED, {"tool_calls": [_call_dict(c) for c in refused],
+                                         "reason": "unattended run: the policy asks about "
+                                                   "these tools and the job does not list "
+                                                   "them as allowed"})
+    return []
 
 
 async def _current_sandbox(env: ToolEnv) -> ToolEnv:

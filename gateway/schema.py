@@ -55,9 +55,14 @@ def responses(ok: dict[int, Any], *errors: int, body: bool = False,
 
 
 class HealthSandbox(serializers.Serializer):
+    tools = serializers.ChoiceField(
+        choices=("sandboxed", "unavailable", "unsandboxed"),
+        help_text="How tools run: in the sandbox; refused (the sandbox is required but "
+                  "bubblewrap is unusable); unconfined (GATEWAY_UNSANDBOXED_TOOLS=true).")
     enabled = serializers.BooleanField()
     available = serializers.BooleanField()
     reason = serializers.CharField(allow_null=True)
+    network = serializers.BooleanField(help_text="slirp4netns is there for network_enabled")
 
 
 class HealthBody(serializers.Serializer):

@@ -24,8 +24,11 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VERSION = "0.1.0"
 
 GATEWAY_DATA_DIR = envpath("GATEWAY_DATA_DIR", BASE_DIR / "data")
-GATEWAY_DATA_DIR.mkdir(parents=True, exist_ok=True)
+GATEWAY_DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)  # `serve` tightens an old one
 GATEWAY_WORKSPACE = envpath("GATEWAY_WORKSPACE", GATEWAY_DATA_DIR / "workspaces")
+# The only way to let tools (`bash`) run without the bubblewrap sandbox: the operator says so
+# here, `serve` warns at start-up and /health shows "tools": "unsandboxed" (README: Sandbox).
+GATEWAY_UNSANDBOXED_TOOLS = envbool("GATEWAY_UNSANDBOXED_TOOLS", False)
 
 SECRET_KEY = lazysecret("SECRET_KEY", GATEWAY_DATA_DIR)
 DEBUG = envbool("DEBUG", False)
@@ -237,6 +240,29 @@ GATEWAY_AUTH_FAIL_WINDOW = envint("GATEWAY_AUTH_FAIL_WINDOW", 60, minimum=1)
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
                           "LOCATION": REDIS_URL, "KEY_PREFIX": "gateway-cache"}}
+
+# Scheduled jobs, outgoing notifications, the Clotho importer (docs/jobs.md).
+INSTALLED_APPS += ["notifications", "jobs", "clotho_import"]
+GATEWAY_JOBS_POLL_SECONDS = envfloat("GATEWAY_JOBS_POLL_SECONDS", 5.0, minimum=0.05)
+GATEWAY_JOBS_RUN_LEASE_SECONDS = envfloat("GATEWAY_JOBS_RUN_LEASE_SECONDS", 60.0, minimum=1.0)
+GATEWAY_JOBS_RUN_TIMEOUT = envfloat("GATEWAY_JOBS_RUN_TIMEOUT", 3600.0, minimum=1.0)
+# Off: a job's runs deny every call the policy would ask about, whatever the job lists.
+GATEWAY_JOBS_ALLOW_UNASKED_TOOLS = envbool("GATEWAY_JOBS_ALLOW_UNASKED_TOOLS", True)
+GATEWAY_NOTIFY_POLL_SECONDS = envfloat("GATEWAY_NOTIFY_POLL_SECONDS", 2.0, minimum=0.05)
+GATEWAY_NOTIFY_MAX_ATTEMPTS = envint("GATEWAY_NOTIFY_MAX_ATTEMPTS", 5, minimum=1)
+GATEWAY_NOTIFY_BACKOFF_SECONDS = envfloat("GATEWAY_NOTIFY_BACKOFF_SECONDS", 30.0, minimum=0.01)
+GATEWAY_NOTIFY_TIMEOUT = envfloat("GATEWAY_NOTIFY_TIMEOUT", 10.0, minimum=0.1)
+# On: destinations may point at any host, private networks included (unsafe by name).
+GATEWAY_NOTIFY_UNSAFE_ANY_HOST = envbool("GATEWAY_NOTIFY_UNSAFE_ANY_HOST", False)
+# Where people reach the dashboard, for links back to a chat in notifications.
+GATEWAY_PUBLIC_URL = envstr("GATEWAY_PUBLIC_URL", "")
+# E-mail destinations go through Django's mail settings.
+EMAIL_HOST = envstr("EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = envstr("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = envstr("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "gateway@localhost")
 
 # Running it for a team: users, model access, usage and budgets, audit log.
 INSTALLED_APPS += ["users", "access", "usage", "audit"]

@@ -5,14 +5,16 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from access import views as access
+from audit import views as audit
 from chats import views as chats
 from chats.contract import AsyncApiView
 from gateway import views as gateway
+from jobs import views as jobs
 from mcp_servers import views as mcp_servers
+from notifications import views as notifications
 from permissions import views as permissions
 from profiles import views as profiles
-from access import views as access
-from audit import views as audit
 from usage import views as usage
 from users import views as users
 
@@ -43,6 +45,14 @@ api = [
     path("panic", chats.PanicView.as_view()),
     path("tokens", gateway.TokenListView.as_view()),
     path("tokens/<str:token_id>", gateway.TokenDetailView.as_view()),
+    path("jobs", jobs.JobListView.as_view()),
+    path("jobs/<str:job_id>", jobs.JobDetailView.as_view()),
+    path("jobs/<str:job_id>/run", jobs.JobRunNowView.as_view()),
+    path("jobs/<str:job_id>/runs", jobs.JobRunListView.as_view()),
+    path("notifications/destinations", notifications.DestinationListView.as_view()),
+    path("notifications/destinations/<str:destination_id>",
+         notifications.DestinationDetailView.as_view()),
+    path("notifications/deliveries", notifications.DeliveryListView.as_view()),
     path("users", users.UserListView.as_view()),
     path("users/<str:username>", users.UserDetailView.as_view()),
     path("users/<str:username>/invite", users.UserInviteView.as_view()),

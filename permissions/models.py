@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.db import models
 
 MODES = ("interactive", "autonomous", "readonly")
@@ -63,3 +64,14 @@ class SandboxConfig(SingletonModel):
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.FIELDS}
+
+    @property
+    def sandboxed(self) -> bool:
+        """Whether tools run in the sandbox. ``enabled`` can only turn it off when the
+        operator allowed that with ``GATEWAY_UNSANDBOXED_TOOLS=true``; otherwise every
+        chat's tools (an admin's too) are sandboxed whatever the row says."""
+        return self.enabled or not settings.GATEWAY_UNSANDBOXED_TOOLS
+
+    def policy(self) -> dict[str, Any]:
+        """The settings tools run with: the row, with ``enabled`` as in force."""
+        return dict(self.to_dict(), enabled=self.sandboxed)

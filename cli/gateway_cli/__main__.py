@@ -43,6 +43,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["jobs"]:  # ``gateway-cli jobs ...``: the jobs subcommand
+        from .jobs import main as jobs_main
+
+        sys.exit(jobs_main(argv[1:]))
     args = parser().parse_args(argv)
     code = run(args)
     sys.exit(code)

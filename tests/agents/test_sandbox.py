@@ -74,35 +74,77 @@ async def sandboxed(cmd: str, ws: Path, policy: SandboxPolicy = ON, *, timeout: 
 # --------------------------------------------------------------------------- network
 
 
-async def test_network_isolated_and_enabled(status, tree):
-    hits = []
+def _host_address() -> str | None:
+    """A non-loopback address of this host (the one a default route would use)."""
+    import socket
 
-    async def on_conn(reader, writer):
-        hits.append(1)
-        writer.write(b"hello-from-host\n")
-        await writer.drain()
-        writer.close()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # no packet is sent for a UDP connect
+        except OSError:
+            return None
+        addr = probe.getsockname()[0]
+    return None if addr.startswith("127.") else addr
 
-    server = await asyncio.start_server(on_conn, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+
+async def test_network_reaches_outside_but_never_the_hosts_loopback(status, tree):
+    """Off: nothing is reachable.  On: a listener on a non-loopback host address answers
+    through slirp4netns, while the same kind of listener on 127.0.0.1 stays unreachable."""
+    if not status["network"]:
+        pytest.skip("slirp4netns not installed")
+    host = _host_address()
+    if host is None:
+        pytest.skip("this host has no non-loopback IPv4 address")
+    hits: list[str] = []
+
+    def handler(tag: str):
+        async def on_conn(reader, writer):
+            hits.append(tag)
+            writer.write(f"hello-from-{tag}\n".encode())
+            await writer.drain()
+            writer.close()
+        return on_conn
+
+    local = await asyncio.start_server(handler("loopback"), "127.0.0.1", 0)
+    outside = await asyncio.start_server(handler("outside"), host, 0)
+    lport = local.sockets[0].getsockname()[1]
+    oport = outside.sockets[0].getsockname()[1]
     probe = (
-        "python3 -c \"import socket; s=socket.create_connection(('127.0.0.1', %d), 2); "
-        "print(s.recv(100).decode().strip())\"" % port
+        "python3 -c \"import socket,sys; s=socket.create_connection((sys.argv[1], int(sys.argv[2])), 3); "
+        "print(s.recv(100).decode().strip())\" %s %d"
     )
+    net_on = SandboxPolicy(enabled=True, network_enabled=True)
     try:
-        blocked = await sandboxed(probe, tree["ws"])
+        blocked = await sandboxed(probe % (host, oport), tree["ws"])
         assert blocked.exit_code != 0
-        assert "hello-from-host" not in blocked.output
-        assert "refused" in blocked.output.lower() or "unreachable" in blocked.output.lower()
-        assert hits == []
+        assert "unreachable" in blocked.output.lower()
 
-        allowed = await sandboxed(probe, tree["ws"], SandboxPolicy(enabled=True, network_enabled=True))
-        assert allowed.exit_code == 0, allowed.output
-        assert "hello-from-host" in allowed.output
-        assert hits == [1]
+        reached = await sandboxed(probe % (host, oport), tree["ws"], net_on)
+        assert reached.exit_code == 0, reached.output
+        assert "hello-from-outside" in reached.output
+
+        for target in ("127.0.0.1", "10.0.2.2"):  # own loopback; slirp's host alias
+            refused = await sandboxed(probe % (target, lport), tree["ws"], net_on)
+            assert refused.exit_code != 0, refused.output
+            assert "hello-from-loopback" not in refused.output
+        assert hits == ["outside"]
     finally:
-        server.close()
-        await server.wait_closed()
+        for server in (local, outside):
+            server.close()
+            await server.wait_closed()
+
+
+async def test_network_on_has_an_interface_with_a_default_route(status, tree):
+    if not status["network"]:
+        pytest.skip("slirp4netns not installed")
+    res = await sandboxed(
+        "cat /proc/net/route; cat /etc/resolv.conf", tree["ws"],
+        SandboxPolicy(enabled=True, network_enabled=True),
+    )
+    assert res.exit_code == 0, res.output
+    routes = [line.split() for line in res.output.splitlines()[1:] if line.startswith(sb.SLIRP_TAP)]
+    assert any(fields[1] == "00000000" for fields in routes), res.output  # default route
+    assert f"nameserver {sb.SLIRP_DNS}" in res.output
 
 
 async def test_dns_resolution_fails(status, tree):
@@ -443,3 +485,70 @@ async def test_overhead_timing(status, tree, capsys):
         print(f"\n[sandbox timing] echo hi, median of 20: plain {plain:.1f} ms, "
               f"sandboxed {boxed:.1f} ms, overhead {boxed - plain:.1f} ms "
               f"(process limit: {status['process_limit']})")
+
+
+# --------------------------------------------------------------------------- privileges
+
+
+async def test_setuid_and_setgid_bits_made_inside_do_not_survive_on_the_host(status, tree):
+    res = await sandboxed(
+        "cp /usr/bin/bash sbash && chmod 4755 sbash && mkdir -p d && chmod 2775 d && "
+        "cp /usr/bin/bash d/gbash && chmod 2755 d/gbash && stat -c '%a %n' sbash d d/gbash",
+        tree["ws"],
+    )
+    assert res.exit_code == 0, res.output
+    assert "4755 sbash" in res.output  # the bits were set inside, during the call...
+    for rel in ("sbash", "d", "d/gbash"):  # ...and are gone once the call is over
+        mode = (tree["ws"] / rel).stat().st_mode
+        assert mode & 0o6000 == 0, (rel, oct(mode))
+
+
+def test_strip_privileges_never_follows_a_link_out_of_the_workspace(tmp_path):
+    outside = tmp_path / "outside-suid"
+    outside.write_text("x")
+    outside.chmod(0o4755)
+    ws = tmp_path / "ws"
+    (ws / "sub").mkdir(parents=True)
+    (ws / "link").symlink_to(outside)
+    (ws / "sub" / "dirlink").symlink_to(tmp_path)
+    inside = ws / "sub" / "own"
+    inside.write_text("y")
+    inside.chmod(0o6755)
+    assert sb.strip_privileges(ws) == 1
+    assert inside.stat().st_mode & 0o7777 == 0o755
+    assert outside.stat().st_mode & 0o7777 == 0o4755
+
+
+async def test_without_bubblewrap_bash_says_how_to_install_it_or_opt_out(monkeypatch, tree):
+    monkeypatch.setattr(sb, "_find_bwrap", lambda: None)
+    monkeypatch.setattr(sb, "_status_cache", None)
+    try:
+        res = await run_command("echo ran", tree["ws"], ON, timeout=5)
+    finally:
+        sb.sandbox_status(refresh=True)
+    assert res.exit_code is None and "ran" not in res.output
+    text = format_result(res)
+    assert "apt-get install bubblewrap" in text
+    assert "GATEWAY_UNSANDBOXED_TOOLS=true" in text
+
+
+def _own_slirp_children() -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            continue
+        if comm == "slirp4netns" and int(fields[1]) == os.getpid():
+            found.append(int(pid))
+    return found
+
+
+async def test_network_helper_ends_with_a_timed_out_call(status, tree):
+    if not status["network"]:
+        pytest.skip("slirp4netns not installed")
+    res = await sandboxed("sleep 30", tree["ws"], SandboxPolicy(enabled=True, network_enabled=True),
+                          timeout=1)
+    assert res.timed_out
+    assert _own_slirp_children() == []

@@ -37,7 +37,7 @@ def rows(chat) -> list[Message]:
 
 
 def workspace(settings, user) -> Path:
-    return Path(settings.GATEWAY_WORKSPACE) / user.username
+    return Path(settings.GATEWAY_WORKSPACE) / f"@{user.pk}"  # named by the user id
 
 
 def bash(call_id: str, command: str) -> tuple[str, str, dict]:

@@ -189,7 +189,7 @@ async def test_skills_are_read_on_demand_and_identity_files_seeded(alice, profil
     assert "- haiku: Write a haiku. (read `.skills/haiku/SKILL.md`)" in prompt
     assert "Count five" not in prompt
     assert "Count five, seven, five" in of_type(events, ev.TOOL_RESULT)[0]["data"]["content"]
-    workspace = Path(settings.GATEWAY_WORKSPACE) / "alice"
+    workspace = Path(settings.GATEWAY_WORKSPACE) / f"@{alice.user.pk}"
     assert sorted(p.name for p in workspace.glob("*.md")) == ["AGENTS.md", "PERSONALITY.md",
                                                              "USER.md"]
     assert "Read them with `read`" in prompt

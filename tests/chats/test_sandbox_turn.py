@@ -1,4 +1,5 @@
-"""The sandbox config changes what a turn's `bash` can do, from the next tool call on."""
+"""The sandbox config changes what a turn's `bash` can do, from the next tool call on; with
+no configuration at all `bash` is sandboxed, and refuses to run when it cannot be."""
 
 from __future__ import annotations
 
@@ -38,8 +39,10 @@ def interactive():
 
 
 async def test_enabling_the_sandbox_applies_to_the_next_call_of_a_running_turn(
-        alice, admin, profile, upstream):
+        alice, admin, profile, upstream, settings):
     need(shutil.which("bwrap") is not None, "bubblewrap is not installed")
+    settings.GATEWAY_UNSANDBOXED_TOOLS = True  # the operator let the config turn it off
+    await put_sandbox(admin, enabled=False)
     await interactive()
     upstream.enqueue(ToolCalls([("c1", "bash", {"command": PROBE})]),
                      ToolCalls([("c2", "bash", {"command": PROBE})]), Text("done"))
@@ -60,26 +63,32 @@ async def test_enabling_the_sandbox_applies_to_the_next_call_of_a_running_turn(
     await comm.disconnect()
 
 
-async def test_an_unavailable_sandbox_refuses_to_run_and_health_says_so(
+async def test_without_bubblewrap_bash_refuses_the_file_tools_work_and_health_says_so(
         alice, admin, anon, profile, upstream, settings, monkeypatch):
+    # No configuration at all: the sandbox is required by default.
     monkeypatch.setattr(sandbox, "_status_cache", {
         "available": False, "bwrap": None, "reason": "bwrap not found (test)",
-        "process_limit": None, "prlimit": None, "chrt": None})
-    await put_sandbox(admin, enabled=True)
+        "process_limit": None, "prlimit": None, "chrt": None, "network": None})
     await database_sync_to_async(PermissionPolicy.objects.update_or_create)(
         pk=1, defaults={"mode": "autonomous"})
-    marker = settings.GATEWAY_WORKSPACE / "alice" / "ran.txt"
-    upstream.enqueue(ToolCalls([("c1", "bash", {"command": "touch ran.txt"})]), Text("ok"))
+    marker = settings.GATEWAY_WORKSPACE / f"@{alice.user.pk}" / "ran.txt"
+    upstream.enqueue(ToolCalls([("c1", "bash", {"command": "touch ran.txt"}),
+                                ("c2", "write", {"path": "note.txt", "content": "kept"})]),
+                     Text("ok"))
     chat = await new_chat(alice.user)
     comm, _ = await connect(chat.id, alice.token)
     await send(comm, {"type": "user_message", "content": "go"})
     events = await receive_until(comm, ev.TURN_COMPLETE)
-    result = of_type(events, ev.TOOL_RESULT)[0]["data"]
+    result, written = (event["data"] for event in of_type(events, ev.TOOL_RESULT))
     assert result["is_error"] is True
     assert "sandbox unavailable: bwrap not found (test)" in result["content"]
+    assert "apt-get install bubblewrap" in result["content"]
+    assert "GATEWAY_UNSANDBOXED_TOOLS=true" in result["content"]
     assert not marker.exists()
+    assert written["is_error"] is False
+    assert (marker.parent / "note.txt").read_text() == "kept"
     health = (await database_sync_to_async(anon.get)("/health")).json()
     assert health["status"] == "degraded"
-    assert health["sandbox"] == {"enabled": True, "available": False,
-                                 "reason": "bwrap not found (test)"}
+    assert health["sandbox"] == {"tools": "unavailable", "enabled": True, "available": False,
+                                 "reason": "bwrap not found (test)", "network": False}
     await comm.disconnect()

@@ -34,7 +34,8 @@ def test_it_answers_without_a_token(anon: APIClient) -> None:
     assert body["status"] == "ok"
     assert body["version"] == settings.VERSION
     assert body["active_turns"] == 0
-    assert body["sandbox"]["enabled"] is False
+    assert body["sandbox"]["enabled"] is True  # sandboxed by default, with no configuration
+    assert body["sandbox"]["tools"] in ("sandboxed", "unavailable")
 
 
 def test_it_ignores_a_wrong_token(anon: APIClient) -> None:
@@ -55,18 +56,16 @@ def test_it_counts_turns_whose_lease_holds(alice: Any) -> None:
     assert APIClient().get("/health").json()["active_turns"] == 2
 
 
-def test_it_is_degraded_when_the_sandbox_is_enabled_but_unusable(
+def test_it_is_degraded_when_the_sandbox_is_unusable(
         anon: APIClient, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("agents.sandbox.sandbox_status",
                         lambda refresh=False: {"available": False, "reason": "no bwrap"})
-    config = SandboxConfig.load()
-    config.enabled = True
-    config.save()
 
     body = anon.get("/health").json()
 
     assert body["status"] == "degraded"
-    assert body["sandbox"] == {"enabled": True, "available": False, "reason": "no bwrap"}
+    assert body["sandbox"] == {"tools": "unavailable", "enabled": True, "available": False,
+                               "reason": "no bwrap", "network": False}
 
 
 def test_it_is_ok_when_the_enabled_sandbox_works(
@@ -80,7 +79,30 @@ def test_it_is_ok_when_the_enabled_sandbox_works(
     body = anon.get("/health").json()
 
     assert body["status"] == "ok"
-    assert body["sandbox"] == {"enabled": True, "available": True, "reason": None}
+    assert body["sandbox"] == {"tools": "sandboxed", "enabled": True, "available": True,
+                               "reason": None, "network": False}
+
+
+def test_the_config_alone_cannot_turn_the_sandbox_off(
+        anon: APIClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("agents.sandbox.sandbox_status",
+                        lambda refresh=False: {"available": True, "reason": None})
+    SandboxConfig.objects.update_or_create(pk=1, defaults={"enabled": False})
+
+    assert anon.get("/health").json()["sandbox"]["tools"] == "sandboxed"
+
+
+def test_it_says_when_the_operator_let_tools_run_unconfined(
+        anon: APIClient, settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("agents.sandbox.sandbox_status",
+                        lambda refresh=False: {"available": False, "reason": "no bwrap"})
+    settings.GATEWAY_UNSANDBOXED_TOOLS = True
+
+    body = anon.get("/health").json()
+
+    assert body["status"] == "ok"  # nothing is broken: the operator chose this
+    assert body["sandbox"]["tools"] == "unsandboxed"
+    assert body["sandbox"]["enabled"] is False
 
 
 def test_it_refuses_other_methods_with_the_json_error(anon: APIClient) -> None:

@@ -186,7 +186,7 @@ async def test_a_turn_whose_tool_hits_a_symlink_loop_completes_with_an_error_res
         alice: Any, profile: Any, upstream: Any, settings: Any) -> None:
     await database_sync_to_async(PermissionPolicy.objects.update_or_create)(
         pk=1, defaults={"mode": "autonomous", "tool_overrides": {}})
-    ws = Path(settings.GATEWAY_WORKSPACE) / alice.user.username
+    ws = Path(settings.GATEWAY_WORKSPACE) / f"@{alice.user.pk}"
     ws.mkdir(parents=True)
     (ws / "loop1").symlink_to("loop2")
     (ws / "loop2").symlink_to("loop1")

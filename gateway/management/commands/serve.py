@@ -37,6 +37,13 @@ class Command(BaseCommand):
                             help="do not apply database migrations before starting")
 
     def handle(self, *args: Any, **opts: Any) -> None:
+        # Everything this process creates (database, logs, workspaces, files the tools
+        # write) is for its own user only; the data dir of an older version is tightened.
+        os.umask(0o077)
+        self.tighten_data_dir()
+        if os.geteuid() == 0:
+            self.stdout.write("Note: running as root. Run the gateway as a dedicated "
+                              "non-root user (README: Sandbox).")
         if not opts["no_migrate"]:
             call_command("migrate", interactive=False, verbosity=0)
         self.ensure_admin()
@@ -58,6 +65,20 @@ class Command(BaseCommand):
             "--websocket-max-message-size", hard_limit, "--websocket-max-frame-size", hard_limit,
             ":".join(settings.ASGI_APPLICATION.rsplit(".", 1)),
         ])
+
+    def tighten_data_dir(self) -> None:
+        """Data dir 0700; its files (database, secret key, logs) 0600. Only the top level:
+        workspaces below are created 0700 and what is in them is the users' business."""
+        data = settings.GATEWAY_DATA_DIR
+        os.chmod(data, 0o700)
+        for entry in os.scandir(data):
+            mode = 0o600 if entry.is_file(follow_symlinks=False) else 0o700
+            if entry.is_symlink() or not (entry.is_file() or entry.is_dir()):
+                continue
+            try:
+                os.chmod(entry.path, mode)
+            except OSError as exc:  # not ours: say so, it is the operator's to fix
+                self.stderr.write(f"Cannot make {entry.path} private: {exc}")
 
     def ensure_admin(self) -> None:
         users = get_user_model()
