@@ -145,6 +145,13 @@ ERROR_CODES: dict[str, str] = {
                          "told so and may try again.",
     "tool_failed": "A tool could not run (not an error of the command it ran); its result "
                    "follows with is_error true.",
+    "budget_exceeded": "A budget of the user (or of one of his groups) is used up: the turn "
+                       "is refused before any model call and ends with agent.turn_complete, "
+                       "stop_reason \"error\"; remaining and resets_at say what is left "
+                       "and when the period starts again.",
+    "profile_not_allowed": "The chat's model profile is not one the user may use (an admin "
+                           "restricted it); the turn is refused before any model call. Pick "
+                           "another profile.",
     "sandbox_unavailable": "Reserved: not sent by this version.",
     "replay_unavailable": "Reserved: not sent by this version.",
 }
@@ -219,6 +226,12 @@ ERROR = event(
     opt("detail", STRING, "The technical text (for a turn's errors; shown folded away)."),
     opt("error_id", COUNT, "Id of the error as kept in the chat's history (GET "
                            "/api/chats/{id} lists it under errors): a turn's errors only."),
+    opt("remaining", _object({"tokens": {"type": ["integer", "null"], "minimum": 0},
+                              "cost": {"type": ["string", "null"]}}, ["tokens", "cost"]),
+        "budget_exceeded only: what is left of the limit that was hit, in tokens and in "
+        "cost (a decimal string); null for a kind of limit the budget does not set."),
+    opt("resets_at", {"type": "string", "format": "date-time"},
+        "budget_exceeded only: when the budget's day or month starts again (UTC)."),
     scope="both")
 COMPACTION_STARTED = event(
     "agent.compaction_started", "Older exchanges are being summarised to free context.",

@@ -18,6 +18,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from agents import events as ev
+from audit.services import note_verdicts
 from chats import frames, store
 from chats.access import get_chat_for
 from chats.hub import encode, group_name
@@ -82,6 +83,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_NOT_FOUND)
             return
         self.chat_id = str(chat.id)
+        self.user = user
         self.manager = get_manager()
         self.manager.ensure_sweeper()
         self.local = self.manager.hub.local_delivery
@@ -161,6 +163,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         else:
             verdicts = await db(_checked_verdicts)(
                 uuid.UUID(self.chat_id), frame)
+            await database_sync_to_async(note_verdicts)(  # who answered, for the audit log
+                self.user, self.chat_id, verdicts, self.scope, self.channel_name)
             await self.manager.send_verdicts(self.chat_id, verdicts)
 
     async def send_error(self, code: str, message: str) -> None:

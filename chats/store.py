@@ -19,6 +19,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from access.services import default_for
 from agents.compaction import summary_message
 from agents.mcp import ServerConfig
 from agents.providers import ProviderConfig
@@ -214,10 +215,14 @@ def start_next(chat_id: uuid.UUID) -> TurnSetup | None:
     msg.status = "done"
     msg.save(update_fields=["position", "status"])
     snapshot = config.current()
+    profile_id = chat.profile_id
+    if profile_id is None:  # the default, or the first profile the owner may use
+        default = default_for(chat.owner)
+        profile_id = default.pk if default else None
     return TurnSetup(
         message_id=msg.id, stream=msg.stream, owner_id=chat.owner_id,
         workspace=workspace_for(chat.owner),
-        provider=snapshot.provider(chat.profile_id),
+        provider=snapshot.provider(profile_id) if profile_id is not None else None,
         history=history_for_model(chat_id), mode=snapshot.mode,
         overrides=dict(snapshot.overrides), allowed_tools=set(chat.allowed_tools),
         sandbox=snapshot.sandbox, next_position=msg.position + 1,

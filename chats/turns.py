@@ -26,11 +26,14 @@ from agents.loop import Decision, TurnSpec, arguments_for_display, run_turn
 from agents.providers import ToolCall
 from agents import toolbox
 from agents.tools import ToolEnv
+from audit.services import ToolAudit
 from chats import compaction, history, store, system_prompt
 from chats.hub import control_group, make_hub
 from mcp_servers import runtime as mcp_runtime
+from gateway.errors import GatewayError
 from gateway.infra import db, is_infrastructure_error
 from permissions.resolver import level_for
+from usage import turns as usage_turns
 
 logger = logging.getLogger(__name__)
 turn_log = logging.getLogger("gateway.turn")
@@ -435,11 +438,15 @@ class TurnManager:
 
     async def _run_one(self, chat_id: str, setup: store.TurnSetup,
                        control: ControlChannel) -> None:
+        tool_audit = ToolAudit(chat_id, setup.owner_id)
+
         async def emit(event_type: str, data: dict[str, Any]) -> None:
             if event_type in history.WATCHED:  # never a delta
                 await self._emit(chat_id, setup, event_type, data)
             else:
                 await self.hub.publish(chat_id, event_type, data)
+            if event_type in ToolAudit.WATCHED:  # one audit record per tool call
+                await tool_audit.observe(event_type, data)
 
         started = time.perf_counter()
         self._taken[chat_id] = (setup.message_id, True)
@@ -449,6 +456,13 @@ class TurnManager:
                                   "No model profile is set for this chat and there is no "
                                   "default: an admin creates one with POST /api/profiles "
                                   "(or starts the server with OPENAI_API_KEY set)."})
+            await emit(ev.TURN_COMPLETE, {"stop_reason": "error", "model": None,
+                                          "usage": {"input_tokens": 0, "output_tokens": 0}})
+            return
+        try:  # model access and budgets, before any upstream call
+            charge = await usage_turns.admit(setup.owner_id, chat_id, setup.provider.name)
+        except GatewayError as exc:
+            await emit(ev.ERROR, usage_turns.error_data(exc))
             await emit(ev.TURN_COMPLETE, {"stop_reason": "error", "model": None,
                                           "usage": {"input_tokens": 0, "output_tokens": 0}})
             return
@@ -467,6 +481,8 @@ class TurnManager:
             timeout=settings.GATEWAY_UPSTREAM_TIMEOUT,
             retries=settings.GATEWAY_UPSTREAM_RETRIES, refresh_env=_current_sandbox,
             max_wait=settings.GATEWAY_STREAM_MAX_WAIT_MS / 1000,
+            on_model_call=usage_turns.recorder(setup.owner_id, chat_id, setup.provider.name,
+                                               charge),
         )
         gate = ApprovalGate(chat_id, emit, control, setup.allowed_tools)
         turn_store = DbTurnStore(store.MessageWriter(uuid.UUID(chat_id), setup.next_position))
@@ -482,6 +498,7 @@ class TurnManager:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await asyncio.shield(usage_turns.close(charge))
         self._log_turn(chat_id, setup, task, started)
         # After the turn, off the path to its first token: repair the skills mirror and
         # refresh the prompt's parts before the next turn's tools can run.

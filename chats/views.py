@@ -17,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from access.services import check_use, default_for
 from chats import frames, search, services
 from chats.access import get_chat_for
 from chats.models import Chat
@@ -37,7 +38,6 @@ from chats.serializers import (
     ResentBody,
 )
 from gateway.schema import responses
-from profiles.models import ModelProfile
 from profiles.views import ProfileNameSerializer, profile_by_name
 
 MAX_PAGE = 100
@@ -132,6 +132,8 @@ class ChatListView(OneHopAPIView):
         body = validated(ChatCreateSerializer, request)
         profile = (profile_by_name(body["profile"], in_body=True, field="profile")
                    if body.get("profile") else None)
+        if profile is not None:
+            check_use(request.user, profile, field="profile")
         chat = Chat.objects.create(owner=request.user, title=body.get("title", ""),
                                    profile=profile)
         return Response(chat.to_dict(), status=status.HTTP_201_CREATED)
@@ -245,7 +247,7 @@ class ChatProfileView(APIView):
         chat = get_chat_for(request.user, chat_id)
         if chat.profile:
             return Response({"profile_name": chat.profile.name, "follows_default": False})
-        default = ModelProfile.get_default()
+        default = default_for(request.user)
         return Response({"profile_name": default.name if default else None,
                          "follows_default": True})
 
@@ -255,6 +257,7 @@ class ChatProfileView(APIView):
         chat = get_chat_for(request.user, chat_id)
         profile = profile_by_name(validated(ProfileNameSerializer, request)["name"],
                                   in_body=True)
+        check_use(request.user, profile, field="name")
         services.switch_profile(chat, profile)
         return Response({"profile_name": profile.name})
 

@@ -289,3 +289,14 @@ EMAIL_HOST_USER = envstr("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = envstr("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "gateway@localhost")
+
+# Running it for a team: users, model access, usage and budgets, audit log.
+INSTALLED_APPS += ["users", "access", "usage", "audit"]
+MIDDLEWARE.insert(MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware")
+                  + 1, "audit.middleware.AuditContextMiddleware")
+# Audit records older than this are removed when a server starts; 0 keeps them all.
+GATEWAY_AUDIT_RETENTION_DAYS = envint("GATEWAY_AUDIT_RETENTION_DAYS", 365, minimum=0)
+# A budgeted turn's charge stops counting after this long if its process died.
+GATEWAY_BUDGET_CHARGE_SECONDS = envint("GATEWAY_BUDGET_CHARGE_SECONDS", 3600, minimum=60)
+# How long an invite link (a one-time sign-in link) works.
+PASSWORD_RESET_TIMEOUT = envint("GATEWAY_INVITE_SECONDS", 3 * 24 * 3600, minimum=60)

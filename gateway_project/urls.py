@@ -5,6 +5,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from access import views as access
+from audit import views as audit
 from chats import views as chats
 from chats.contract import AsyncApiView
 from gateway import views as gateway
@@ -13,6 +15,8 @@ from mcp_servers import views as mcp_servers
 from notifications import views as notifications
 from permissions import views as permissions
 from profiles import views as profiles
+from usage import views as usage
+from users import views as users
 
 handler400 = "gateway.errors.handler400"
 handler403 = "gateway.errors.handler403"
@@ -55,6 +59,20 @@ api = [
     path("notifications/destinations/<str:destination_id>",
          notifications.DestinationDetailView.as_view()),
     path("notifications/deliveries", notifications.DeliveryListView.as_view()),
+    path("users", users.UserListView.as_view()),
+    path("users/<str:username>", users.UserDetailView.as_view()),
+    path("users/<str:username>/invite", users.UserInviteView.as_view()),
+    path("groups", users.GroupListView.as_view()),
+    path("groups/<str:name>", users.GroupDetailView.as_view()),
+    path("access", access.AccessListView.as_view()),
+    path("access/<str:name>", access.AccessDetailView.as_view()),
+    path("usage", usage.UsageView.as_view()),
+    path("usage/export", usage.UsageExportView.as_view()),
+    path("budgets", usage.BudgetListView.as_view()),
+    path("budgets/<int:budget_id>", usage.BudgetDetailView.as_view()),
+    path("prices", usage.PriceListView.as_view()),
+    path("prices/<str:name>", usage.PriceDetailView.as_view()),
+    path("audit", audit.AuditListView.as_view()),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("asyncapi.json", AsyncApiView.as_view(), name="asyncapi"),
@@ -64,5 +82,6 @@ urlpatterns = [
     path("health", gateway.HealthView.as_view()),
     path("api/", include(api)),
     path("admin/", admin.site.urls),
+    path("invite/<uidb64>/<token>/", users.InviteView.as_view(), name="invite"),
     path("", include("dashboard.urls")),
 ]

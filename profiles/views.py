@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from access import services as access
 from gateway.api import IsAdminOrReadOnly, StrictSerializer, validated
 from gateway.errors import GatewayError
 from gateway.schema import responses
@@ -94,9 +95,16 @@ def profile_by_name(name: str, *, in_body: bool = False, field: str = "name") ->
     return profile
 
 
-def profiles_listing() -> dict[str, Any]:
-    profiles = list(ModelProfile.objects.all())
-    default = next((p.name for p in profiles if p.is_default), None)
+def profiles_listing(user: Any = None) -> dict[str, Any]:
+    """Every profile (``user`` None), or those ``user`` may use with his default: the
+    gateway's when he may use it, else the first he may."""
+    if user is None:
+        profiles = list(ModelProfile.objects.all())
+        default = next((p.name for p in profiles if p.is_default), None)
+    else:
+        profiles = access.allowed_profiles(user)
+        fallback = access.default_for(user)
+        default = fallback.name if fallback else None
     return {"default": default, "profiles": {p.name: p.to_dict() for p in profiles}}
 
 
@@ -105,7 +113,7 @@ class ProfileListView(APIView):
 
     @extend_schema(responses=responses({200: ProfilesBody}), operation_id="api_profiles_list")
     def get(self, request: Request) -> Response:
-        return Response(profiles_listing())
+        return Response(profiles_listing(request.user))
 
     @extend_schema(request=ProfileCreateSerializer,
                    responses=responses({201: NamedProfileBody}, 403, 409, body=True))
@@ -164,6 +172,9 @@ class ProfileDetailView(APIView):
     @extend_schema(parameters=[PROFILE_NAME], responses=responses({200: NamedProfileBody}, 404))
     def get(self, request: Request, name: str) -> Response:
         profile = profile_by_name(name)
+        if not access.may_use(request.user, profile):  # members see only what they may use
+            raise GatewayError("not_found", f"No profile named {name!r}; GET /api/profiles "
+                               "lists them.", 404)
         return Response({"name": profile.name, "profile": profile.to_dict()})
 
     @extend_schema(parameters=[PROFILE_NAME], responses=responses({204: None}, 400, 403, 404))
@@ -191,7 +202,7 @@ class DefaultProfileView(APIView):
 
     @extend_schema(responses=responses({200: DefaultProfileBody}))
     def get(self, request: Request) -> Response:
-        default = ModelProfile.get_default()
+        default = access.default_for(request.user)
         return Response({"default": default.name if default else None})
 
     @extend_schema(request=ProfileNameSerializer,

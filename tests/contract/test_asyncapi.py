@@ -198,6 +198,18 @@ async def _turns(server: ServeProcess, upstream: FakeUpstream, chat_id: str,
     assert only(got, ev.ERROR)[0]["data"]["code"] == "upstream_error"
     assert got[-1]["data"]["stop_reason"] == "error"
 
+    # A budget that is used up: the turn is refused with what is left and when it resets.
+    with server.client() as http:
+        budget = await asyncio.to_thread(http.post, "/api/budgets", json={
+            "user": "admin", "period": "day", "limit_tokens": 1})
+    assert budget.status_code == 201, budget.text
+    await main.send({"type": "user_message", "content": "over budget"})
+    got = await main.until(ev.TURN_COMPLETE)
+    refusal = only(got, ev.ERROR)[0]["data"]
+    assert refusal["code"] == "budget_exceeded" and refusal["remaining"]["tokens"] == 0
+    with server.client() as http:
+        await asyncio.to_thread(http.delete, f"/api/budgets/{budget.json()['id']}")
+
     # A long reply is cancelled while a second message waits in the queue; sockets
     # joining meanwhile see the text streamed so far and the queue.
     long = Text("one two three four five six seven", pause_after=2)

@@ -9,12 +9,21 @@ import { h, say, when, makeApi, csrfToken } from './util.js';
 import { ChatView } from './chat.js';
 import { renderSettings } from './settings.js';
 import { renderTokens } from './tokens.js';
+import { renderUsers } from './users.js';
+import { renderUsage } from './usage.js';
+import { renderAudit } from './audit.js';
 
 const TOKEN_KEY = 'gateway.token';
 const MINTED_KEY = 'gateway.tokenId';  // set when this page minted the token itself
 const PAGE_SIZE = 20;
 const SEARCH_PAUSE_MS = 250;
 const CHAT_ROUTE = /^\/chats\/([0-9a-fA-F-]{36})$/;
+// The team pages: route -> [view id, render, admins only].
+const TEAM_PAGES = {
+  '/usage': ['usage-view', renderUsage, false],
+  '/users': ['users-view', renderUsers, true],
+  '/audit': ['audit-view', renderAudit, true],
+};
 
 const config = JSON.parse(document.getElementById('gw-config').textContent);
 const byId = (id) => document.getElementById(id);
@@ -93,6 +102,7 @@ class App {
     els.shell.hidden = false;
     els.whoami.textContent = this.me.username + (this.me.is_staff ? ' (admin)' : '');
     els.settingsLink.hidden = !this.me.is_staff;
+    byId('users-link').hidden = byId('audit-link').hidden = !this.me.is_staff;
     await this.loadChats(true);
     this.route();
   }
@@ -174,6 +184,11 @@ class App {
     const chat = CHAT_ROUTE.exec(path);
     if (chat) {
       this.openChat(chat[1].toLowerCase());
+    } else if (TEAM_PAGES[path] && (this.me.is_staff || !TEAM_PAGES[path][2])) {
+      const [view, render] = TEAM_PAGES[path];
+      this.closeChat();
+      this.show(view);
+      render(this, byId(view));
     } else if (path === '/settings') {
       this.closeChat();
       this.show('settings');
@@ -194,6 +209,7 @@ class App {
     this.els.chatView.hidden = view !== 'chat';
     this.els.settingsView.hidden = view !== 'settings';
     this.els.tokensView.hidden = view !== 'tokens';
+    for (const [id] of Object.values(TEAM_PAGES)) byId(id).hidden = view !== id;
   }
 
   openChat(chatId) {
