@@ -292,7 +292,7 @@ DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "gateway@localhost")
 
 # Running it for a team: users, model access, usage and budgets, audit log.
 INSTALLED_APPS += ["users", "access", "usage", "audit"]
-MIDDLEWARE.insert(MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware")
+MIDDLEWARE.insert(MIDDLEWARE.index("gateway.inline_middleware.AuthenticationMiddleware")
                   + 1, "audit.middleware.AuditContextMiddleware")
 # Audit records older than this are removed when a server starts; 0 keeps them all.
 GATEWAY_AUDIT_RETENTION_DAYS = envint("GATEWAY_AUDIT_RETENTION_DAYS", 365, minimum=0)
