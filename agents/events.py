@@ -135,6 +135,9 @@ ERROR_CODES: dict[str, str] = {
     "approval_timeout": "No verdict arrived within GATEWAY_APPROVAL_TIMEOUT; the calls were "
                         "denied and the turn goes on.",
     "turn_failed": "The turn failed on the server (logged); the chat stays usable.",
+    "infrastructure_error": "The database or Redis failed during the turn for longer than "
+                            "the retries cover; the turn was ended with a consistent history "
+                            "and the chat stays usable.",
     "interrupted": "The server running the turn stopped; the turn was settled and the chat "
                    "is usable again.",
     "compaction_failed": "Context compaction failed; nothing was changed.",
@@ -142,6 +145,13 @@ ERROR_CODES: dict[str, str] = {
                          "told so and may try again.",
     "tool_failed": "A tool could not run (not an error of the command it ran); its result "
                    "follows with is_error true.",
+    "budget_exceeded": "A budget of the user (or of one of his groups) is used up: the turn "
+                       "is refused before any model call and ends with agent.turn_complete, "
+                       "stop_reason \"error\"; remaining and resets_at say what is left "
+                       "and when the period starts again.",
+    "profile_not_allowed": "The chat's model profile is not one the user may use (an admin "
+                           "restricted it); the turn is refused before any model call. Pick "
+                           "another profile.",
     "sandbox_unavailable": "Reserved: not sent by this version.",
     "replay_unavailable": "Reserved: not sent by this version.",
 }
@@ -222,6 +232,15 @@ ERROR = event(
     "chat's current seq; every other code is a chat event.",
     Field("code", {"type": "string", "enum": list(ERROR_CODES)}, "What went wrong."),
     Field("message", STRING, "One sentence a person can act on."),
+    opt("detail", STRING, "The technical text (for a turn's errors; shown folded away)."),
+    opt("error_id", COUNT, "Id of the error as kept in the chat's history (GET "
+                           "/api/chats/{id} lists it under errors): a turn's errors only."),
+    opt("remaining", _object({"tokens": {"type": ["integer", "null"], "minimum": 0},
+                              "cost": {"type": ["string", "null"]}}, ["tokens", "cost"]),
+        "budget_exceeded only: what is left of the limit that was hit, in tokens and in "
+        "cost (a decimal string); null for a kind of limit the budget does not set."),
+    opt("resets_at", {"type": "string", "format": "date-time"},
+        "budget_exceeded only: when the budget's day or month starts again (UTC)."),
     scope="both")
 COMPACTION_STARTED = event(
     "agent.compaction_started", "Older exchanges are being summarised to free context.",
@@ -238,6 +257,11 @@ QUEUED = event(
     "runs at once; always before its agent.turn_started).",
     Field("message_id", COUNT, "Id of the stored user message."),
     Field("position", {"type": "integer", "minimum": 1}, "1 = next to run."))
+TITLE = event(
+    "agent.title",
+    "The server titled the chat: the model wrote a short title after the first reply "
+    "(profiles with auto_title). A title a person set is never replaced.",
+    Field("title", STRING, "The chat's new title."))
 
 # -- client-to-server frames ----------------------------------------------------------
 

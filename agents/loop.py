@@ -9,11 +9,19 @@ tool calls may run (the policy and the user's approval live behind it), and a sm
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Protocol
 
 from agents import events as ev
-from agents.providers import ModelReply, ProviderConfig, ToolCall, UpstreamError, call_model
+from agents.providers import (
+    DEFAULT_MAX_WAIT,
+    ModelReply,
+    ProviderConfig,
+    ToolCall,
+    UpstreamError,
+    call_model,
+)
 from agents import fs, toolbox
 from agents.tools import ToolEnv, ToolResult
 
@@ -33,6 +41,17 @@ class Decision:
     reason: str = ""
 
 
+@dataclass
+class ModelCall:
+    """What one model call used, for the caller's ledger."""
+
+    model: str
+    input_tokens: int
+    output_tokens: int
+    duration_ms: int
+
+
+OnModelCall = Callable[[ModelCall], Awaitable[None]]
 Decide = Callable[[list[ToolCall]], Awaitable[dict[str, Decision]]]
 Prepare = Callable[[list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
 
@@ -57,7 +76,10 @@ class TurnSpec:
     max_rounds: int = 25
     timeout: float = 120.0
     retries: int = 2
+    max_wait: float = DEFAULT_MAX_WAIT  # longest a streamed text waits to be joined (s)
     refresh_env: Callable[[ToolEnv], Awaitable[ToolEnv]] | None = None
+    # Told of every model call that answered (usage ledgers, budgets).
+    on_model_call: OnModelCall | None = None
 
 
 @dataclass
@@ -95,9 +117,14 @@ class _Turn:
         messages = await self.prepare(spec.messages) if self.prepare else spec.messages
         spec.messages = messages
         self.streamed = []
+        started = time.perf_counter()
         reply = await call_model(spec.provider, messages, spec.tools, stream=spec.stream,
                                  on_delta=self.on_delta, timeout=spec.timeout,
-                                 retries=spec.retries)
+                                 retries=spec.retries, max_wait=spec.max_wait)
+        if spec.on_model_call:
+            await spec.on_model_call(ModelCall(
+                reply.model or spec.provider.model, reply.input_tokens, reply.output_tokens,
+                round((time.perf_counter() - started) * 1000)))
         self.outcome.input_tokens += reply.input_tokens
         self.outcome.output_tokens += reply.output_tokens
         self.outcome.model = reply.model or self.outcome.model

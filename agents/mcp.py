@@ -371,11 +371,14 @@ class McpManager:
             except Exception:  # noqa: BLE001 - a failed reload must not stop reloading
                 logger.exception("reloading the MCP server configuration failed")
 
-    async def refresh(self, wait: bool = True) -> None:
-        """Apply the current configuration: start new servers, stop removed ones, restart
-        changed ones. With ``wait``, return once every server starting has connected or
-        failed (bounded by the connect timeout), so a turn sees their tools."""
-        configs = await self.loader()
+    async def refresh(self, wait: bool = True,
+                      configs: list[ServerConfig] | None = None) -> None:
+        """Apply the current configuration (``configs``, or else what the loader reads):
+        start new servers, stop removed ones, restart changed ones. With ``wait``, return
+        once every server starting has connected or failed (bounded by the connect
+        timeout), so a turn sees their tools."""
+        if configs is None:
+            configs = await self.loader()
         async with self._lock:
             await self._apply(configs)
         starting = [s.settled for s in self._servers.values() if not s.settled.is_set()]

@@ -2,16 +2,20 @@
 
 ``build_system_prompt`` puts the parts together (core prompt, date, environment,
 identity files, extra tools, skills) and does no I/O but the platform's name.
-``prepare_system_prompt`` gathers those parts for one workspace first: it seeds the
-identity files, mirrors the skills into the workspace and lists the tools of the other
-providers (MCP servers). It does blocking file I/O: call it in a thread.
+``prepare_workspace`` gathers the parts that come from files for one workspace: it
+seeds the identity files and mirrors the skills into the workspace (blocking file I/O:
+call it in a thread); ``workspace_stamp`` tells cheaply whether those parts may have
+changed since, so a caller can keep them and build each turn's prompt with
+``prompt_from`` without touching the files. ``prepare_system_prompt`` does both at once.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import platform
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -93,28 +97,84 @@ def extra_tool_schemas() -> list[dict[str, Any]]:
     return [s for s in toolbox.schemas() if s["function"]["name"] not in tools.BUILTIN_NAMES]
 
 
-def prepare_system_prompt(workspace: Path, sandboxed: bool, skills_dir: Path | None,
-                          *, write: bool = True) -> str:
-    """Seed the identity files, mirror the skills, and build the prompt for a turn.
+@dataclass(frozen=True)
+class WorkspaceParts:
+    """What the prompt says about one workspace, and the stamp of the files it came
+    from (``workspace_stamp`` after the workspace was prepared)."""
 
-    ``write=False`` changes nothing and builds the prompt the next turn will send. A
-    workspace the gateway cannot write to costs the identity or skills part, never the
-    turn: the failure is logged and the prompt is built without it.
-    """
+    identity_files: tuple[str, ...]
+    skills: tuple[Skill, ...]
+    stamp: tuple[Any, ...]
+
+
+def workspace_stamp(workspace: Path, skills_dir: Path | None) -> tuple[Any, ...]:
+    """Changes whenever the parts of the prompt that come from files may have changed: an
+    identity file created or removed in the workspace folder (its mtime), a skill folder
+    added or removed, a ``SKILL.md`` edited. A few ``stat`` calls, no reads."""
+    stamp: list[Any] = [_mtime(workspace)]
+    if skills_dir is not None:
+        stamp.append(_mtime(skills_dir))
+        try:
+            with os.scandir(skills_dir) as entries:
+                for entry in entries:
+                    stamp.append((entry.name, _mtime(Path(entry.path) / skills_mod.SKILL_FILE)))
+        except OSError:
+            pass
+    return tuple(sorted(stamp, key=repr))
+
+
+def _mtime(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+def prepare_workspace(workspace: Path, skills_dir: Path | None) -> WorkspaceParts:
+    """Seed the identity files and mirror the skills; returns what the prompt says of
+    them. Blocking file I/O: call it in a thread. A workspace the gateway cannot write to
+    costs the identity or skills part, never the turn: the failure is logged."""
     identity_files: list[str] = []
     found: list[Skill] = []
     try:
-        if write:
-            identity.seed(workspace)
-        identity_files = identity.present(workspace, include_unseeded=not write)
+        identity.seed(workspace)
+        identity_files = identity.present(workspace)
     except (OSError, fs.FsError):
         logger.exception("seeding the identity files of %s failed", workspace)
     try:
         found = skills_mod.discover(skills_dir)
-        if write:
-            skills_mod.sync_into(workspace, skills_dir, found)
+        skills_mod.sync_into(workspace, skills_dir, found)
     except (OSError, fs.FsError):
         logger.exception("mirroring the skills into %s failed", workspace)
         found = []
+    return WorkspaceParts(tuple(identity_files), tuple(found),
+                          workspace_stamp(workspace, skills_dir))
+
+
+def prompt_from(workspace: Path, sandboxed: bool, parts: WorkspaceParts) -> str:
+    """The prompt from prepared parts: no I/O, so a turn can build it in the event loop."""
+    return build_system_prompt(workspace, sandboxed, extra_tools=extra_tool_schemas(),
+                               skills=parts.skills, identity_files=parts.identity_files)
+
+
+def prepare_system_prompt(workspace: Path, sandboxed: bool, skills_dir: Path | None,
+                          *, write: bool = True) -> str:
+    """Seed the identity files, mirror the skills, and build the prompt for a turn.
+
+    ``write=False`` changes nothing and builds the prompt the next turn will send.
+    """
+    if write:
+        return prompt_from(workspace, sandboxed, prepare_workspace(workspace, skills_dir))
+    identity_files: list[str] = []
+    found: list[Skill] = []
+    try:
+        identity_files = identity.present(workspace, include_unseeded=True)
+    except (OSError, fs.FsError):
+        logger.exception("listing the identity files of %s failed", workspace)
+    try:
+        found = skills_mod.discover(skills_dir)
+    except (OSError, fs.FsError):
+        logger.exception("reading the skills of %s failed", skills_dir)
     return build_system_prompt(workspace, sandboxed, extra_tools=extra_tool_schemas(),
                                skills=found, identity_files=identity_files)

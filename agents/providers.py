@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import re
+import time
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
@@ -122,12 +123,18 @@ def _describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+# How long streamed text may wait to be joined with more before it is sent (seconds).
+DEFAULT_MAX_WAIT = 0.005
+
+
 async def call_model(config: ProviderConfig, messages: list[dict[str, Any]],
                      tools: list[dict[str, Any]], *, stream: bool,
                      on_delta: Callable[[str], Awaitable[None]],
-                     timeout: float, retries: int) -> ModelReply:
-    """One chat-completions call. Streamed text goes to ``on_delta`` chunk by chunk;
-    tool calls are assembled from their streamed pieces."""
+                     timeout: float, retries: int,
+                     max_wait: float = DEFAULT_MAX_WAIT) -> ModelReply:
+    """One chat-completions call. Streamed text goes to ``on_delta``: its first piece
+    at once, then joined while the previous delta is being sent, no piece held longer
+    than ``max_wait`` seconds; tool calls are assembled from their streamed pieces."""
     client = client_for(config, timeout=timeout, retries=retries)
     kwargs: dict[str, Any] = {"model": config.model, "messages": messages}
     if tools:
@@ -137,7 +144,7 @@ async def call_model(config: ProviderConfig, messages: list[dict[str, Any]],
     reply = ModelReply(model=config.model)
     try:
         if stream:
-            await _stream(client, kwargs, reply, on_delta)
+            await _stream(client, kwargs, reply, on_delta, max_wait)
         else:
             await _complete(client, kwargs, reply)
     except UpstreamError as exc:
@@ -166,70 +173,45 @@ async def _complete(client: openai.AsyncOpenAI, kwargs: dict[str, Any],
 
 
 async def _stream(client: openai.AsyncOpenAI, kwargs: dict[str, Any], reply: ModelReply,
-                  on_delta: Callable[[str], Awaitable[None]]) -> None:
+                  on_delta: Callable[[str], Awaitable[None]], max_wait: float) -> None:
     """Stream through the openai client's raw response and parse the SSE here.
 
     The client still does the HTTP work (auth, base URL, retries and backoff before the
     stream starts, status errors); only its per-chunk pydantic models are skipped: they
     cost about six times what the json parsing does, on the hottest path of the gateway.
-
-    Reading and passing text on are two tasks: while one delta is being fanned out, the
-    chunks that arrive meanwhile are joined into the next one. A paced upstream gets one
-    delta per chunk, with no added wait; a fast one (or a busy server) gets fewer, larger
-    deltas, so the per-event cost is not paid per token when that is what falls behind.
+    Text goes on through a ``DeltaRelay`` (first piece at once, then coalesced, never
+    held longer than ``max_wait``).
     """
-    parts: list[str] = []
     calls: dict[int, ToolCall] = {}
-    texts: list[str] = []
-    arrived = asyncio.Event()
+    relay = DeltaRelay(on_delta, max_wait)
 
     async def read() -> None:
-        try:
-            async with client.chat.completions.with_streaming_response.create(
-                    stream=True, stream_options={"include_usage": True},
-                    **kwargs) as response:
-                pending = b""
-                async for data in response.iter_bytes():
-                    pending += data
-                    *events, pending = _SSE_EVENT_END.split(pending)
-                    done = False
-                    for event in events:
-                        done = _take_event(event, reply, texts, calls) or done
-                    arrived.set()
-                    if done:
+        async with client.chat.completions.with_streaming_response.create(
+                stream=True, stream_options={"include_usage": True}, **kwargs) as response:
+            pending = b""
+            async for data in response.iter_bytes():
+                pending += data
+                *events, pending = _SSE_EVENT_END.split(pending)
+                for event in events:
+                    if _take_event(event, reply, relay.texts, calls):
                         return
-                if pending.strip():  # a last event without its blank line
-                    _take_event(pending, reply, texts, calls)
-        finally:
-            arrived.set()
+                    if relay.texts:
+                        await relay.parsed()
+                relay.wake()
+            if pending.strip():  # a last event without its blank line
+                _take_event(pending, reply, relay.texts, calls)
 
-    reader = asyncio.create_task(read())
     try:
-        while True:
-            await arrived.wait()
-            arrived.clear()
-            if texts:
-                joined = "".join(texts)
-                texts.clear()
-                parts.append(joined)
-                await on_delta(joined)
-            if reader.done() and not texts:
-                break
-        reader.result()  # the reader's error, if it failed
+        await relay.run(read())
     except httpx2.TimeoutException as exc:
-        raise UpstreamError("the request timed out", partial="".join(parts)) from exc
+        raise UpstreamError("the request timed out", partial=relay.sent_text()) from exc
     except httpx2.HTTPError as exc:
         raise UpstreamError(f"the stream broke off ({type(exc).__name__}: {exc})",
-                            partial="".join(parts)) from exc
+                            partial=relay.sent_text()) from exc
     except BaseException:
-        reply.text = "".join(parts)
+        reply.text = relay.sent_text()
         raise
-    finally:
-        if not reader.done():
-            reader.cancel()
-            with contextlib.suppress(BaseException):
-                await reader
-    reply.text = "".join(parts)
+    reply.text = relay.sent_text()
     if reply.finish_reason is None:
         raise UpstreamError("the stream ended without a finish reason (cut off?)",
                             partial=reply.text)
@@ -237,6 +219,87 @@ async def _stream(client: openai.AsyncOpenAI, kwargs: dict[str, Any], reply: Mod
     for index, call in enumerate(reply.tool_calls):
         if not call.id:
             call.id = f"call_{index}"
+
+
+class DeltaRelay:
+    """Passes a model call's streamed text on: the first piece at once, then coalesced.
+
+    Reading and passing on are two tasks: the reader parses chunks into ``texts``; the
+    emitter sends what gathered as one delta. So a paced upstream gets one delta per
+    chunk, with no added wait, and a fast one (or a busy server) gets fewer, larger
+    deltas: the per-event cost is not paid per token when that is what falls behind.
+
+    Two bounds keep it a stream. The first text of the call is sent by the reader itself
+    as soon as it is parsed, before the rest of that read is parsed (a fast upstream
+    delivers a whole reply in a few reads, and the first delta used to carry most of
+    it). After that, no text waits longer than ``max_wait`` while the reader keeps
+    parsing: the reader then yields to the emitter.
+    """
+
+    def __init__(self, on_delta: Callable[[str], Awaitable[None]], max_wait: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.on_delta = on_delta
+        self.max_wait = max_wait
+        self.clock = clock
+        self.texts: list[str] = []     # parsed, not yet sent (the reader appends)
+        self.sent: list[str] = []      # every delta sent, in order
+        self.first_sent = False
+        self.oldest: float | None = None  # when the oldest text in ``texts`` was parsed
+        self._arrived = asyncio.Event()
+        self._reading = True
+
+    def sent_text(self) -> str:
+        return "".join(self.sent)
+
+    async def parsed(self) -> None:
+        """Called by the reader after each event that added text."""
+        if not self.first_sent:
+            self.first_sent = True
+            await self._send()
+            return
+        now = self.clock()
+        if self.oldest is None:
+            self.oldest = now
+        elif now - self.oldest >= self.max_wait:
+            self.wake()
+            await asyncio.sleep(0)  # the emitter takes what waited too long
+
+    def wake(self) -> None:
+        if self.texts:
+            self._arrived.set()
+
+    async def _send(self) -> None:
+        joined = "".join(self.texts)
+        self.texts.clear()
+        self.oldest = None
+        self.sent.append(joined)
+        await self.on_delta(joined)
+
+    async def run(self, reader: Awaitable[None]) -> None:
+        """Run the reader and send what it parses until it ends; the reader's error
+        (if any) is raised after the text parsed before it was sent."""
+        task = asyncio.ensure_future(self._read(reader))
+        try:
+            while True:
+                await self._arrived.wait()
+                self._arrived.clear()
+                if self.texts:
+                    await self._send()
+                if not self._reading and not self.texts:
+                    break
+            task.result()
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+
+    async def _read(self, reader: Awaitable[None]) -> None:
+        try:
+            await reader
+        finally:
+            self._reading = False
+            self._arrived.set()
 
 
 _SSE_EVENT_END = re.compile(rb"\r?\n\r?\n")

@@ -1,12 +1,14 @@
 """Benchmark: the gateway against the upstream it wraps.
 
     python3 bench/run.py [--quick] [--json out.json] [--redis URL] [--database URL]
+                         [--team N]
 
 Starts a fast fake OpenAI-compatible upstream (``bench/upstream.py``, its own process)
 and a real ``manage.py serve`` (embedded default: SQLite and the in-memory channel layer,
 in a temporary data directory; ``--redis``/``--database`` set ``REDIS_URL``/
-``DATABASE_URL``), drives the gateway with real WebSocket (``websockets``) and HTTP
-(``httpx``) clients, and sends the very same requests straight to the upstream as the
+``DATABASE_URL``; ``--team N`` starts N processes on them and spreads the clients over
+the processes round-robin, as a proxy without sticky sessions would), drives the
+gateway with real WebSocket (``websockets``) and HTTP (``httpx``) clients, and sends the very same requests straight to the upstream as the
 baseline, twice: with a plain client (``aiohttp`` reading the SSE and decoding each
 chunk's JSON) and with the ``openai`` package (the client the gateway itself uses), so
 the gateway's overhead splits into "the openai client" and "the gateway".
@@ -25,6 +27,7 @@ import datetime as dt
 import json
 import os
 import platform
+import secrets
 import shutil
 import subprocess
 import sys
@@ -628,6 +631,32 @@ class Bench:
             out[name] = {"first_delta_ms": summary([g.first_s for g in got if g.first_s]),
                          "turn_ms": summary([g.total_s for g in got if g.total_s]),
                          "text_ok": all(g.text == expect for g in got)}
+        out["paced"] = await self.latency_paced()
+        return out
+
+    async def latency_paced(self) -> dict[str, Any]:
+        """First delta of one chat at a time with a paced upstream (tokens 10 ms apart):
+        what a person feels; the openai client direct is the baseline (its first chunk
+        has the same pace)."""
+        s = self.sizes
+        n = max(3, s.latency_turns // 5)
+        tokens, delay = 20, s.paced_delay_ms
+        expect, content = expected_text(tokens), spec_message(tokens, delay)
+        sock = await self.gw.sock(await self.gw.new_chat())
+        results = []
+        for i in range(n + 1):
+            r = await sock.turn(content, expect, s.turn_timeout)
+            if i:  # the first one warms the chat
+                results.append(r)
+        await sock.close()
+        body = with_content(self.bodies["first"], content)
+        out: dict[str, Any] = {"tokens": tokens, "delay_ms": delay, "gateway": {
+            "first_delta_ms": summary([r.first_s for r in results if r.first_s]),
+            "failed_turns": sum(1 for r in results if not r.ok)}}
+        for name, client in (("direct", self.plain), ("direct_openai", self.oai)):
+            await client.call(body)
+            got = [await client.call(body) for _ in range(n)]
+            out[name] = {"first_delta_ms": summary([g.first_s for g in got if g.first_s])}
         return out
 
     # -- 2. delta rate of one long turn ------------------------------------------------
@@ -724,6 +753,8 @@ class Bench:
             # every turn's text arrived whole and in order, with no seq skipped
             "all_deltas_in_order": bool(results) and not bad,
             "delta_frames": sum(r.deltas for r in results),
+            "delta_frames_per_turn": (sum(r.deltas for r in results) / len(results)
+                                      if results else None),
             "failed_turns": len(bad),
             "lost_or_misordered": sum(1 for r in results if not (r.text_ok and r.seq_ok)),
             "errors": sorted({r.error or "text/seq" for r in bad})[:5],
@@ -807,15 +838,21 @@ class Bench:
                 elapsed, _ = await timed("POST", "/api/chats", json={"title": f"bench {i}"})
                 posts.append(elapsed)
             self.note_rss("after_chats_created")
-            listing: dict[str, list[float]] = {"limit20": [], "limit100": [], "health": []}
+            listing: dict[str, list[float]] = {"limit20": [], "limit100": [], "all": [],
+                                               "health": []}
             for i in range(s.rest_gets):
-                elapsed, r = await timed("GET", "/api/chats")
+                elapsed, r = await timed("GET", "/api/chats", params={"limit": 20})
                 listing["limit20"].append(elapsed)
                 if i == 0:
                     page = r.json()
-                    # a full page of the newest chats (or the last page), with a cursor
+                    # a full page of the most recently active chats (or the last page)
                     out["page_ok"] = (len(page["chats"]) == 20 or page["next"] is None) \
                         and page["chats"][0]["title"] == f"bench {s.rest_chats - 1}"
+                # Without a limit: every chat, as the spec's "list all chat sessions" says.
+                elapsed, r = await timed("GET", "/api/chats")
+                listing["all"].append(elapsed)
+                if i == 0:
+                    out["all_ok"] = len(r.json()["chats"]) >= s.rest_chats
                 elapsed, _ = await timed("GET", "/api/chats", params={"limit": 100})
                 listing["limit100"].append(elapsed)
                 elapsed, _ = await timed("GET", "/health", headers=headers)
@@ -823,6 +860,7 @@ class Bench:
         out["post_chats_ms"] = summary(posts)
         out["get_chats_ms"] = summary(listing["limit20"])
         out["get_chats_100_ms"] = summary(listing["limit100"])
+        out["get_chats_all_ms"] = summary(listing["all"])
         out["health_ms"] = summary(listing["health"])
         out["chats_created"] = s.rest_chats
         return out
@@ -1031,11 +1069,93 @@ def verdicts(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
             else:
                 out[key] = {"value": None, "target": TARGETS[key], "met": None,
                             "na": tool[kind].get("reason")}
+    latency_verdicts(results, check)
     mem = results.get("memory_mb", {})
     worst = max([v for k, v in mem.items() if k.startswith("after_chats") and v] or [0]) \
         or None
     check("rss_mb_1000", worst, TARGETS["rss_mb_1000"])
     return out
+
+
+LATENCY_TARGETS = {
+    "first_delta_over_openai_ms": 3.0,   # over the openai client direct
+    "paced_first_delta_over_openai_ms": 3.0,
+    "paced_first_delta_p95_ms": 100.0,   # at every paced level
+    "paced_frames_per_turn": 20.0,
+    "health_ms": 1.0,
+    "post_chats_fast_ms": 3.0,
+    "get_chats_fast_ms": 3.0,
+}
+
+
+def latency_verdicts(results: dict[str, Any], check: Callable[..., None]) -> None:
+    """The first-token targets: first delta over the openai client (fast and paced
+    upstream), p95 first delta and delta frames a turn with many paced chats, REST p50."""
+    t = LATENCY_TARGETS
+    lat = results.get("latency", {})
+    if "gateway" in lat:
+        check("first_delta_over_openai_ms", _sub(_p50(lat["gateway"], "first_delta_ms"),
+                                                 _p50(lat["direct_openai"], "first_delta_ms")),
+              t["first_delta_over_openai_ms"])
+    paced1 = lat.get("paced", {})
+    if "gateway" in paced1:
+        check("paced_first_delta_over_openai_ms",
+              _sub(_p50(paced1["gateway"], "first_delta_ms"),
+                   _p50(paced1["direct_openai"], "first_delta_ms")),
+              t["paced_first_delta_over_openai_ms"])
+    for n, p in results.get("paced", {}).items():
+        g = p.get("gateway") if isinstance(p, dict) else None
+        if not g:
+            continue
+        p95 = (g.get("first_delta_ms") or {}).get("p95")
+        check(f"paced_first_delta_p95_ms_{n}", p95, t["paced_first_delta_p95_ms"],
+              extra=not g["timed_out"])
+        check(f"paced_frames_per_turn_{n}", g.get("delta_frames_per_turn"),
+              t["paced_frames_per_turn"], higher=True)
+    rest = results.get("rest", {})
+    for key, target in (("health_ms", "health_ms"), ("post_chats_ms", "post_chats_fast_ms"),
+                        ("get_chats_ms", "get_chats_fast_ms")):
+        if key in rest:
+            check(target, _p50(rest, key), t[target])
+
+
+def latency_rows(results: dict[str, Any], checks: dict[str, dict[str, Any]],
+                 row: Callable[..., None]) -> None:
+    """Rows of the first-token targets (``latency_verdicts``)."""
+    def ms(v: float | None) -> str:
+        return "-" if v is None else f"{v:+.1f} ms"
+
+    lat = results.get("latency", {})
+    if "gateway" in lat:
+        row("1 first delta over the openai client direct (p50)", "", "", "",
+            ms(checks.get("first_delta_over_openai_ms", {}).get("value")), "<= +3 ms",
+            _ok(checks.get("first_delta_over_openai_ms")))
+    paced1 = lat.get("paced", {})
+    if "gateway" in paced1:
+        g, d, o = paced1["gateway"], paced1["direct"], paced1["direct_openai"]
+        row(f"1 first delta, one chat, {paced1['tokens']} tokens {paced1['delay_ms']:g} ms "
+            "apart (p50 / p95)", _ms(g, "first_delta_ms"), _ms(d, "first_delta_ms"),
+            _ms(o, "first_delta_ms"),
+            ms(checks.get("paced_first_delta_over_openai_ms", {}).get("value"))
+            + " over openai", "<= +3 ms", _ok(checks.get("paced_first_delta_over_openai_ms")))
+    for n, p in results.get("paced", {}).items():
+        g = p.get("gateway") if isinstance(p, dict) else None
+        if not g:
+            continue
+        frames = g.get("delta_frames_per_turn")
+        row(f"4 {n} paced chats: first delta p50 / p95; delta frames a turn",
+            f"{_ms(g, 'first_delta_ms')}; " + ("-" if frames is None else f"{frames:.0f}"),
+            "", "", "", "p95 <= 100 ms; >= 20 frames",
+            _ok(checks.get(f"paced_first_delta_p95_ms_{n}"))
+            + "; " + _ok(checks.get(f"paced_frames_per_turn_{n}")))
+    rest = results.get("rest", {})
+    if "health_ms" in rest:
+        row("5 REST p50: GET /health; POST /api/chats; GET /api/chats",
+            "; ".join(_ms(rest, k, p95=False) for k in ("health_ms", "post_chats_ms",
+                                                       "get_chats_ms")),
+            "", "", "", "<= 1; <= 3; <= 3 ms",
+            "; ".join(_ok(checks.get(k)) for k in ("health_ms", "post_chats_fast_ms",
+                                                  "get_chats_fast_ms")))
 
 
 def _sub(a: float | None, b: float | None) -> float | None:
@@ -1145,10 +1265,12 @@ def table(results: dict[str, Any], checks: dict[str, dict[str, Any]]) -> str:
     elif "post_chats_ms" in rest:
         row(f"5 POST /api/chats ({rest['chats_created']:,} chats) p50 / p95",
             _ms(rest, "post_chats_ms"), "", "", "", "<= 5 ms", _ok(checks.get("post_chats_ms")))
-        row("5 GET /api/chats (page of 20) p50 / p95", _ms(rest, "get_chats_ms"), "", "", "",
+        row("5 GET /api/chats?limit=20 p50 / p95", _ms(rest, "get_chats_ms"), "", "", "",
             "<= 10 ms", _ok(checks.get("get_chats_ms")))
         row("5 GET /api/chats?limit=100 p50 / p95", _ms(rest, "get_chats_100_ms"), "", "", "",
             "", "")
+        row(f"5 GET /api/chats (all {rest['chats_created']:,} chats) p50 / p95",
+            _ms(rest, "get_chats_all_ms"), "", "", "", "", "")
         row("5 GET /health (floor) p50 / p95", _ms(rest, "health_ms"), "", "", "", "", "")
     tool = results.get("tool", {})
     if broken("tool", "6 tool turn"):
@@ -1179,6 +1301,7 @@ def table(results: dict[str, Any], checks: dict[str, dict[str, Any]]) -> str:
     row(f"7 gateway RSS, {n} chats (MB)", "; ".join(cells) + extra, "", "", "",
         "<= 250 MB", _ok(checks.get("rss_mb_1000")))
 
+    latency_rows(results, checks, row)
     head = ("measure", "gateway", "direct (aiohttp)", "direct (openai client)",
             "gateway vs direct", "target", "met")
     return markdown([head, *rows])
@@ -1189,6 +1312,81 @@ def markdown(rows: list[tuple[str, ...]]) -> str:
     line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
     return "\n".join([line(rows[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
                       *(line(r) for r in rows[1:])])
+
+
+# --------------------------------------------------------------------------- team mode
+
+class TeamGateway(Gateway):
+    """The gateway as N processes (``--team N``): sockets and REST calls go round-robin
+    to the processes, as a proxy without sticky sessions would send them."""
+
+    def __init__(self, servers: list[ServeProcess], token: str, sizes: Sizes) -> None:
+        super().__init__(servers[0], token, sizes)
+        self.servers = servers
+        self.clients = [self.http] + [
+            httpx.AsyncClient(base_url=s.url, timeout=30,
+                              headers={"Authorization": f"Bearer {token}"},
+                              limits=httpx.Limits(max_connections=20))
+            for s in servers[1:]]
+        self.turn = 0
+
+    def _next(self) -> int:
+        self.turn = (self.turn + 1) % len(self.servers)
+        return self.turn
+
+    async def call(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        response = await self.clients[self._next()].request(method, path, **kw)
+        if response.status_code >= 400:
+            raise RuntimeError(f"{method} {path}: {response.status_code} {response.text}")
+        return response
+
+    async def sock(self, chat_id: str) -> Sock:
+        server = self.servers[self._next()]
+        return await Sock.open(server.ws_url, chat_id, self.token, self.sizes.turn_timeout)
+
+    async def close(self) -> None:
+        for client in self.clients:
+            await client.aclose()
+
+
+class TeamCpuMeter(CpuMeter):
+    """CPU seconds of all the gateway's processes together."""
+
+    def __init__(self, serve_pids: list[int], upstream_pid: int) -> None:
+        super().__init__(serve_pids[0], upstream_pid)
+        self.pids = {"gateway": serve_pids[0], "upstream": upstream_pid,
+                     **{f"gateway{i + 2}": pid for i, pid in enumerate(serve_pids[1:])}}
+
+    @contextlib.contextmanager
+    def measure(self, into: dict[str, Any]):
+        with super().measure(into):
+            yield
+        cpu = into["cpu_s"]
+        for key in [k for k in cpu if k.startswith("gateway") and k != "gateway"]:
+            cpu["gateway"] = round(cpu["gateway"] + cpu.pop(key), 3)
+
+
+def start_team(data_dir: Path, env: dict[str, str], n: int) -> list[ServeProcess]:
+    """N ``serve`` processes on one PostgreSQL and one Redis; the first one migrates
+    and creates the admin, the others start after it."""
+    # One SECRET_KEY for all: it decrypts the profiles' API keys (docs/deploy.md).
+    env = {**env, "SECRET_KEY": env.get("SECRET_KEY") or secrets.token_urlsafe(50)}
+    servers = [ServeProcess(data_dir / f"data{i}", env=env) for i in range(n)]
+    started: list[ServeProcess] = []
+    try:
+        for server in servers:
+            started.append(server.start(timeout=90))
+    except Exception:
+        for server in started:
+            server.stop()
+        raise
+    for server in servers[1:]:
+        server.admin_token = servers[0].admin_token
+    return servers
+
+
+def team_config(n: int) -> str:
+    return f"team: {n} processes on PostgreSQL + Redis, clients round-robin"
 
 
 # --------------------------------------------------------------------------- main
@@ -1231,9 +1429,14 @@ def machine() -> dict[str, Any]:
 
 
 async def run_async(sizes: Sizes, serve: ServeProcess, token: str, upstream: Upstream,
-                    config: str, profile_dir: Path | None, only: set[str] | None = None
+                    config: str, profile_dir: Path | None, only: set[str] | None = None,
+                    team: list[ServeProcess] | None = None
                     ) -> tuple[dict[str, Any], list[str]]:
     bench = Bench(sizes, serve, token, upstream, config, profile_dir)
+    if team:
+        await bench.gw.close()
+        bench.gw = TeamGateway(team, token, sizes)
+        bench.cpu = TeamCpuMeter([s.proc.pid for s in team], upstream.pid)  # type: ignore
     try:
         results = await bench.run(only)
     finally:
@@ -1248,6 +1451,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--redis", default="", help="REDIS_URL for the gateway")
     parser.add_argument("--database", default="", help="DATABASE_URL for the gateway")
+    parser.add_argument("--team", type=int, default=0, metavar="N",
+                        help="N server processes (needs --redis and --database); clients "
+                             "are spread over them round-robin")
     parser.add_argument("--keep", action="store_true", help="keep the data directory")
     parser.add_argument("--show", type=Path, metavar="JSON",
                         help="print the table of a saved report and exit")
@@ -1266,11 +1472,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--only takes some of {','.join(PARTS)}")
     if args.profile and not profile.available():
         parser.error("--profile needs py-spy: pip install py-spy")
+    if args.team and not (args.redis and args.database):
+        parser.error("--team needs --redis and --database (the processes share them)")
     sizes = PRESETS["smoke" if args.smoke else "quick" if args.quick else "full"]
     config = "embedded (SQLite, in-memory channel layer)"
     if args.redis or args.database:
         config = f"REDIS_URL={'set' if args.redis else 'unset'}, " \
                  f"DATABASE_URL={'set' if args.database else 'unset'}"
+    if args.team:
+        config = team_config(args.team)
 
     started = time.perf_counter()
     load_before = machine()["loadavg"]
@@ -1281,16 +1491,24 @@ def main(argv: list[str] | None = None) -> int:
            "GATEWAY_UNSANDBOXED_TOOLS": "true"}
     upstream = Upstream().start()
     serve = ServeProcess(data_dir / "data", env=env)
+    team: list[ServeProcess] = []
     failures: list[str] = []
     try:
-        serve.start(timeout=60)
+        if args.team:
+            team = start_team(data_dir, env, args.team)
+            serve = team[0]
+        else:
+            serve.start(timeout=60)
         token = serve.admin_token or issue_token(serve.env)
+        for server in team:
+            server.admin_token = token
         results, failures = asyncio.run(run_async(sizes, serve, token, upstream, config,
-                                                  args.profile, only))
+                                                  args.profile, only, team))
     finally:
-        serve.stop()
+        for server in team or [serve]:
+            server.stop()
         upstream.stop()
-        log = serve.log()
+        log = "\n".join(server.log() for server in team or [serve])
         if not args.keep:
             shutil.rmtree(data_dir, ignore_errors=True)
     checks = verdicts(results)

@@ -8,9 +8,18 @@ class ChatsConfig(AppConfig):
     verbose_name = "Chats"
 
     def ready(self) -> None:
+        from django.db.models.signals import post_delete, post_save
+
         from agents import toolbox
+        from chats import config
         from chats.health import announce_tool_mode, health_part
         from gateway import hooks
+
+        # Every process reloads its cached configuration after a change (chats.config).
+        for model in config.CACHED_MODELS:
+            for signal in (post_save, post_delete):
+                signal.connect(config.bump, sender=model,
+                               dispatch_uid=f"chats.config.{model.__name__}.{signal}")
 
         hooks.add_health_part(health_part)
         hooks.serve_prepare.connect(announce_tool_mode, dispatch_uid="chats.tool_mode")

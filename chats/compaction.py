@@ -80,7 +80,8 @@ def anchor_for(chat_id: uuid.UUID, model: str) -> Anchor | None:
         .values_list("created_at", flat=True).first()
     rows = Message.objects.filter(chat_id=chat_id, compacted=False, position__isnull=False,
                                   role="assistant", usage__isnull=False) \
-        .only("position", "usage", "model", "created_at").order_by("-position")
+        .exclude(status="superseded").only("position", "usage", "model", "created_at") \
+        .order_by("-position")
     for row in rows[:50]:
         if since and row.created_at <= since:
             return None  # every earlier call was sent the history before the compaction
@@ -88,7 +89,7 @@ def anchor_for(chat_id: uuid.UUID, model: str) -> Anchor | None:
         if isinstance(used, int) and used > 0 and _same_family(row.model, model):
             tail = Message.objects.filter(chat_id=chat_id, compacted=False,
                                           position__gte=row.position) \
-                .exclude(role="system").count()
+                .exclude(role="system").exclude(status="superseded").count()
             return Anchor(used, tail)
     return None
 
@@ -122,7 +123,7 @@ class _Rows:
 def _load(chat_id: uuid.UUID) -> _Rows:
     rows = list(Message.objects.filter(chat_id=chat_id, compacted=False,
                                        position__isnull=False)
-                .exclude(role="system").order_by("position"))
+                .exclude(role="system").exclude(status="superseded").order_by("position"))
     latest = Compaction.objects.filter(chat_id=chat_id).order_by("-id").first()
     return _Rows([r.id for r in rows], [r.position for r in rows],  # type: ignore[misc]
                  [r.to_openai() for r in rows], latest.summary if latest else None)

@@ -14,11 +14,11 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from agents import events as ev
+from audit.services import note_verdicts
 from chats import frames, store
 from chats.access import get_chat_for
 from chats.hub import encode, group_name
@@ -26,6 +26,7 @@ from chats.turns import get_manager
 from files.attachments import with_attachments
 from gateway.auth import socket_user
 from gateway.errors import GatewayError
+from gateway.infra import db
 
 logger = logging.getLogger(__name__)
 
@@ -69,20 +70,21 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         query = _query(self.scope)
-        user, refusal = await database_sync_to_async(socket_user)(
+        user, refusal = await db(socket_user)(
             self.scope, _token_from(self.scope, query))
         if user is None:  # 4001 wrong or missing token, 4029 too many failures
             await self.accept()
             await self.close(code=refusal)
             return
         try:
-            chat = await database_sync_to_async(get_chat_for)(
+            chat = await db(get_chat_for)(
                 user, self.scope["url_route"]["kwargs"]["chat_id"])
         except GatewayError:
             await self.accept()
             await self.close(code=CLOSE_NOT_FOUND)
             return
         self.chat_id = str(chat.id)
+        self.user = user
         self.manager = get_manager()
         self.manager.ensure_sweeper()
         self.local = self.manager.hub.local_delivery
@@ -96,11 +98,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         """``agent.state``, then the retained events after ``since``; events published
         meanwhile wait in ``pending`` and follow, each once, in order."""
         await self.manager.ensure_loaded(self.chat_id)
-        state = await database_sync_to_async(store.snapshot)(uuid.UUID(self.chat_id))
+        state = await db(store.snapshot)(uuid.UUID(self.chat_id))
         self.buffering = True
         replay = await self.manager.hub.replay(self.chat_id, since)
         if self.local:  # in the same step as the replay: no event falls between them
-            self.manager.hub.subscribe(self.chat_id, self)
+            self.manager.hub.subscribe(self.chat_id, self, replay.last_seq)
         state["partial_text"] = replay.partial_text if state["running"] else ""
         if since is not None:
             state["replay_complete"] = replay.complete
@@ -164,8 +166,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         elif isinstance(frame, frames.Cancel):
             await self.manager.cancel(self.chat_id)
         else:
-            verdicts = await database_sync_to_async(_checked_verdicts)(
+            verdicts = await db(_checked_verdicts)(
                 uuid.UUID(self.chat_id), frame)
+            await database_sync_to_async(note_verdicts)(  # who answered, for the audit log
+                self.user, self.chat_id, verdicts, self.scope, self.channel_name)
             await self.manager.send_verdicts(self.chat_id, verdicts)
 
     async def send_error(self, code: str, message: str) -> None:

@@ -41,7 +41,8 @@ def _invalid(message: str) -> GatewayError:
     return GatewayError("invalid_event", message, 400)
 
 
-def _content(value: Any) -> str | list[dict[str, Any]]:
+def content(value: Any) -> str | list[dict[str, Any]]:
+    """User message content, checked (frames, and the edit endpoint's body)."""
     if isinstance(value, str):
         if not value.strip():
             raise _invalid("'content' must not be empty")
@@ -94,13 +95,13 @@ def parse(text: str | None, max_bytes: int) -> Frame:
         raise _invalid("the frame must be a JSON object")
     kind = frame.get("type")
     if kind == "user_message":
-        return UserMessage(_content(frame.get("content")), _stream(frame.get("stream")),
+        return UserMessage(content(frame.get("content")), _stream(frame.get("stream")),
                            _attachments(frame.get("attachments")))
     if kind == "run":
         data = frame.get("data")
         if not isinstance(data, dict):
             raise _invalid("'run' needs a 'data' object with a 'message'")
-        return UserMessage(_content(data.get("message")), _stream(data.get("stream")))
+        return UserMessage(content(data.get("message")), _stream(data.get("stream")))
     if kind == "tool_approval":
         return _approval(frame)
     if kind == "cancel":

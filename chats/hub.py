@@ -7,22 +7,25 @@ database access and no thread hop here.
 
 ``LocalEventHub`` keeps seq and the window in process memory, which is right for one
 process (the embedded default); ``RedisEventHub`` keeps them in Redis for several.
+Either way the sockets of this process subscribe to the hub and get events by a direct
+call: the channel layer carries no events (only cancels and verdicts, ``turnctl.<id>``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
-import weakref
+import logging
+import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from channels.layers import get_channel_layer
-
 from agents import events as ev
 
+logger = logging.getLogger(__name__)
 
 def group_name(chat_id: str) -> str:
     return f"chat.{chat_id}"
@@ -59,11 +62,6 @@ def _partial_text(newest_first: Any) -> str:
     return "".join(reversed(parts))
 
 
-async def fan_out(chat_id: str, seq: int, text: str) -> None:
-    await get_channel_layer().group_send(group_name(chat_id),
-                                         {"type": "chat.event", "seq": seq, "text": text})
-
-
 @dataclass
 class _Stream:
     last_seq: int
@@ -93,8 +91,9 @@ class LocalEventHub:
         self._streams: OrderedDict[str, _Stream] = OrderedDict()
         self._subscribers: dict[str, set[Any]] = {}
 
-    def subscribe(self, chat_id: str, subscriber: Any) -> None:
-        """``subscriber.deliver(seq, text)`` is awaited for every later event."""
+    def subscribe(self, chat_id: str, subscriber: Any, after: int = 0) -> None:
+        """``subscriber.deliver(seq, text)`` is awaited for every later event (``after``
+        matters to the Redis hub only: here nothing can fall between)."""
         self._subscribers.setdefault(chat_id, set()).add(subscriber)
 
     def unsubscribe(self, chat_id: str, subscriber: Any) -> None:
@@ -118,6 +117,13 @@ class LocalEventHub:
     async def last_seq(self, chat_id: str) -> int:
         stream = self._streams.get(chat_id)
         return stream.last_seq if stream else 0
+
+    def known_seq(self, chat_id: str) -> int:
+        stream = self._streams.get(chat_id)
+        return stream.last_seq if stream else 0
+
+    async def flush(self, chat_id: str) -> None:
+        """Nothing waits here: ``publish`` delivers before it returns."""
 
     async def publish(self, chat_id: str, event_type: str, data: dict[str, Any]) -> int:
         """Number, keep and fan out one event; returns its seq. The chat must be loaded."""
@@ -159,84 +165,340 @@ class LocalEventHub:
                       stream.last_seq, partial_text)
 
 
-# Assigns the next seq, completes the envelope and keeps it in the replay window, in one
-# round trip, so two processes can never hand out the same seq.
+# Assigns the next seq, completes the envelope, keeps it in the replay window and
+# publishes it to the chat's channel: one round trip per event (and one per batch of a
+# chat's events, which go as one pipeline). The counter never goes below ARGV[5], what
+# this process last saw: after a Redis restart (counter and window lost) numbering goes
+# on where the chat's sockets are instead of starting again at 1.
 _PUBLISH = """
-local seq = redis.call('INCR', KEYS[1])
+local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
+local floor = tonumber(ARGV[5])
+if seq < floor then seq = floor end
+seq = seq + 1
+redis.call('SET', KEYS[1], seq, 'EX', ARGV[4])
 local text = ARGV[1] .. seq .. '}'
 redis.call('ZADD', KEYS[2], seq, ARGV[2] .. '|' .. text)
 redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[3]) + 1))
-redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
-return {seq, text}
+redis.call('PUBLISH', KEYS[3], seq .. '|' .. text)
+return seq
 """
+_CHANNEL_PREFIX = "gw:chat:"
+# A chat's events wait while the previous round is on the wire; past this many the
+# publisher waits for the flush (memory stays bounded when Redis is slow).
+_OUTBOX_LIMIT = 2000
+_SEEN_LIMIT = 20000  # chats whose last seq this process remembers
+
+
+class HubUnavailable(ConnectionError):
+    """Redis could not take a chat's events within ``GATEWAY_REDIS_RETRY_SECONDS``."""
+
+
+class _Tap:
+    """One local subscriber of a Redis-backed chat: events in seq order, each once.
+
+    Until it has caught up with the replay window (after it subscribed, or after the
+    connection to Redis came back) events from the channel are held, so a late one can
+    never overtake an earlier one.
+    """
+
+    def __init__(self, subscriber: Any, after: int) -> None:
+        self.subscriber = subscriber
+        self.last = after
+        self.live = False
+        self.held: list[tuple[int, str]] = []
+
+    async def offer(self, seq: int, text: str) -> None:
+        if self.live:
+            await self._send(seq, text)
+        else:
+            self.held.append((seq, text))
+
+    async def catch_up(self, events: list[tuple[int, str]]) -> None:
+        for seq, text in events:
+            await self._send(seq, text)
+        while self.held:
+            held, self.held = sorted(self.held), []
+            for seq, text in held:
+                await self._send(seq, text)
+        self.live = True  # no await since the last look at `held`
+
+    async def _send(self, seq: int, text: str) -> None:
+        if seq <= self.last:
+            return
+        self.last = seq
+        await self.subscriber.deliver(seq, text)
 
 
 class RedisEventHub:
-    """seq and the replay window in Redis, shared by every server process.
+    """seq, the replay window and fan-out in Redis, shared by every server process.
 
     Keys: ``gw:chat:<id>:seq`` (the counter, seeded from the database) and
     ``gw:chat:<id>:events`` (a sorted set scored by seq, members ``<type>|<json>``).
-    Fan-out goes through the channel layer, which is channels-redis in this mode.
+    Fan-out: each event is published on the channel ``gw:chat:<id>`` by the same script
+    that numbers it; every process listens to ``gw:chat:*`` on one connection and hands
+    events to its own sockets by a direct call, in the order Redis numbered them.
+
+    ``publish`` does not wait for Redis: events queue while the previous round is on the
+    wire and go out as one pipeline per round (every chat's, each chat's in order), so a
+    streaming turn never waits a round trip per delta. A write that fails is retried (reconnecting) for
+    ``GATEWAY_REDIS_RETRY_SECONDS``; after that the chat's next ``publish`` or ``flush``
+    raises ``HubUnavailable`` and the turn ends.
     """
 
     TTL = 7 * 24 * 3600  # an idle chat's stream is forgotten after a week
-    local_delivery = False  # sockets get events through the channel layer's groups
+    local_delivery = True  # sockets subscribe here (see ``subscribe``)
 
-    def __init__(self, url: str, max_events: int) -> None:
+    def __init__(self, url: str, max_events: int, retry_seconds: float = 15.0) -> None:
         self.url = url
         self.max_events = max_events
+        self.retry_seconds = retry_seconds
         self._loaded: set[str] = set()
-        self._clients: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
+        self._seen: OrderedDict[str, int] = OrderedDict()
+        self._queued: dict[str, list[tuple[str, str]]] = {}  # chat -> (head, type)
+        self._in_flight: set[str] = set()
+        self._writer: asyncio.Task[None] | None = None
+        self._round_done = asyncio.Event()
+        self._failed: dict[str, BaseException] = {}
+        self._taps: dict[str, dict[Any, _Tap]] = {}
+        self._listener: asyncio.Task[None] | None = None
+        self._listening = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._sha = ""
 
     def _redis(self) -> Any:
         import redis.asyncio as aioredis
 
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            client = self._clients[loop] = aioredis.from_url(self.url)
-        return client
+        from gateway.layers import redis_pool
+
+        return aioredis.Redis(connection_pool=redis_pool(self.url))
 
     @staticmethod
-    def _keys(chat_id: str) -> tuple[str, str]:
-        return f"gw:chat:{chat_id}:seq", f"gw:chat:{chat_id}:events"
+    def _keys(chat_id: str) -> tuple[str, str, str]:
+        return (f"{_CHANNEL_PREFIX}{chat_id}:seq", f"{_CHANNEL_PREFIX}{chat_id}:events",
+                f"{_CHANNEL_PREFIX}{chat_id}")
+
+    def _saw(self, chat_id: str, seq: int) -> None:
+        if seq > self._seen.get(chat_id, 0):
+            self._seen[chat_id] = seq
+            self._seen.move_to_end(chat_id)
+            while len(self._seen) > _SEEN_LIMIT:
+                self._seen.popitem(last=False)
+
+    def known_seq(self, chat_id: str) -> int:
+        """The highest seq of the chat this process has seen (no Redis call)."""
+        return self._seen.get(chat_id, 0)
 
     def is_loaded(self, chat_id: str) -> bool:
         return chat_id in self._loaded
 
     async def load(self, chat_id: str, last_seq: int) -> None:
-        seq_key, _ = self._keys(chat_id)
-        await self._redis().set(seq_key, last_seq, nx=True, ex=self.TTL)
+        self._saw(chat_id, last_seq)
+        await self._redis().set(self._keys(chat_id)[0], last_seq, nx=True, ex=self.TTL)
         self._loaded.add(chat_id)
 
     async def last_seq(self, chat_id: str) -> int:
-        value = await self._redis().get(self._keys(chat_id)[0])
-        return int(value or 0)
+        await self.flush(chat_id)
+        value = int(await self._redis().get(self._keys(chat_id)[0]) or 0)
+        self._saw(chat_id, value)
+        return value
 
-    async def publish(self, chat_id: str, event_type: str, data: dict[str, Any]) -> int:
-        seq, text = await self._redis().eval(
-            _PUBLISH, 2, *self._keys(chat_id), encode_head(event_type, data), event_type,
-            self.max_events, self.TTL)
-        text = text.decode() if isinstance(text, bytes) else text
-        await fan_out(chat_id, int(seq), text)
-        return int(seq)
+    # -- publishing ----------------------------------------------------------------------
+    async def publish(self, chat_id: str, event_type: str, data: dict[str, Any]) -> None:
+        """Queue one event of the chat for Redis, behind the chat's earlier ones."""
+        self._raise_failure(chat_id)
+        queued = self._queued.setdefault(chat_id, [])
+        queued.append((encode_head(event_type, data), event_type))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_rounds())
+        if len(queued) > _OUTBOX_LIMIT:
+            await self.flush(chat_id)
+
+    async def flush(self, chat_id: str) -> None:
+        """Wait until the chat's queued events are in Redis; raises ``HubUnavailable``
+        when they could not be written."""
+        while chat_id in self._queued or chat_id in self._in_flight:
+            done = self._round_done
+            await done.wait()
+        self._raise_failure(chat_id)
+
+    def _raise_failure(self, chat_id: str) -> None:
+        failure = self._failed.pop(chat_id, None)
+        if failure is not None:
+            raise HubUnavailable(f"Redis did not take the chat's events: {failure}") \
+                from failure
+
+    async def _write_rounds(self) -> None:
+        """One writer per process: each round sends every chat's queued events as one
+        pipeline (in order per chat), so publishing costs one connection and one round
+        trip per round, however many chats stream."""
+        try:
+            while self._queued:
+                batch, self._queued = self._queued, {}
+                self._in_flight = set(batch)
+                try:
+                    await self._write(batch)
+                except Exception as exc:  # noqa: BLE001 - handed to each chat's next call
+                    for chat_id in batch:
+                        self._failed[chat_id] = exc
+                finally:
+                    self._in_flight = set()
+                    done, self._round_done = self._round_done, asyncio.Event()
+                    done.set()
+        finally:
+            self._writer = None
+
+    async def _write(self, batch: dict[str, list[tuple[str, str]]]) -> None:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import NoScriptError, TimeoutError as RedisTimeoutError
+
+        redis = self._redis()
+        deadline = time.monotonic() + self.retry_seconds
+        delay = 0.05
+        while True:
+            try:
+                if not self._sha:
+                    self._sha = await redis.script_load(_PUBLISH)
+                pipe = redis.pipeline(transaction=False)
+                for chat_id, events in batch.items():
+                    keys, floor = self._keys(chat_id), self.known_seq(chat_id)
+                    for head, event_type in events:
+                        pipe.evalsha(self._sha, 3, *keys, head, event_type,
+                                     self.max_events, self.TTL, floor)
+                seqs = iter(await pipe.execute())
+                for chat_id, events in batch.items():
+                    for _ in events:
+                        self._saw(chat_id, int(next(seqs)))
+                return
+            except NoScriptError:  # Redis restarted: its script cache is empty
+                self._sha = ""
+            except (RedisConnectionError, RedisTimeoutError):
+                if time.monotonic() + delay > deadline:
+                    raise
+                logger.warning("Redis write of %d chat(s) failed; retrying", len(batch))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    # -- local subscribers ---------------------------------------------------------------
+    def subscribe(self, chat_id: str, subscriber: Any, after: int = 0) -> None:
+        """``subscriber.deliver(seq, text)`` is awaited for every event after ``after``
+        (the last seq it got from ``replay``), in order, each once."""
+        tap = _Tap(subscriber, after)
+        self._taps.setdefault(chat_id, {})[subscriber] = tap
+        self._ensure_listener()
+        if self._listening.is_set():
+            self._spawn(self._catch_up(chat_id, tap))
+
+    def unsubscribe(self, chat_id: str, subscriber: Any) -> None:
+        taps = self._taps.get(chat_id)
+        if taps is not None:
+            taps.pop(subscriber, None)
+            if not taps:
+                del self._taps[chat_id]
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _ensure_listener(self) -> None:
+        if self._listener is None or self._listener.done():
+            self._listener = asyncio.create_task(self._listen())
+
+    async def _catch_up(self, chat_id: str, tap: _Tap) -> None:
+        """Deliver what the tap missed from the replay window, then go live (retried
+        while the tap is subscribed and the listener connected: until then its events
+        wait in ``held``)."""
+        delay = 0.1
+        while self._taps.get(chat_id, {}).get(tap.subscriber) is tap and \
+                self._listening.is_set():
+            try:
+                events = await self._events_after(chat_id, tap.last)
+            except Exception as exc:  # noqa: BLE001 - Redis busy or away: try again
+                logger.warning("catch-up of a socket of chat %s failed: %r", chat_id, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            await tap.catch_up(events)
+            return
+
+    async def _listen(self) -> None:
+        """Read every chat's events from ``gw:chat:*`` and hand them to local taps;
+        after a lost connection, subscribe again and let every tap catch up."""
+        delay = 0.1
+        while True:
+            pubsub = self._redis().pubsub()
+            try:
+                await pubsub.psubscribe(f"{_CHANNEL_PREFIX}*")
+                while True:  # the confirmation: from here on no event is missed
+                    message = await pubsub.get_message(timeout=5)
+                    if message and message["type"] == "psubscribe":
+                        break
+                self._listening.set()
+                delay = 0.1
+                for chat_id, taps in list(self._taps.items()):
+                    for tap in list(taps.values()):
+                        self._spawn(self._catch_up(chat_id, tap))
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True,
+                                                       timeout=30)
+                    if message is not None and message["type"] == "pmessage":
+                        await self._dispatch(message["channel"], message["data"])
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - Redis went away: hold events, reconnect
+                logger.warning("lost the Redis event channel; reconnecting", exc_info=True)
+            finally:
+                self._listening.clear()
+                for taps in self._taps.values():
+                    for tap in taps.values():
+                        tap.live = False
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    async def _dispatch(self, channel: bytes, data: bytes) -> None:
+        chat_id = channel.decode()[len(_CHANNEL_PREFIX):]
+        head, text = data.decode().split("|", 1)
+        seq = int(head)
+        self._saw(chat_id, seq)
+        for tap in tuple(self._taps.get(chat_id, {}).values()):
+            await tap.offer(seq, text)
+
+    # -- replay --------------------------------------------------------------------------
+    async def _events_after(self, chat_id: str, since: int) -> list[tuple[int, str]]:
+        rows = await self._redis().zrangebyscore(self._keys(chat_id)[1], since + 1, "+inf",
+                                                 withscores=True)
+        return [(int(score), member.decode().split("|", 1)[1]) for member, score in rows]
 
     async def replay(self, chat_id: str, since: int | None) -> Replay:
-        redis = self._redis()
-        seq_key, events_key = self._keys(chat_id)
-        last = int(await redis.get(seq_key) or 0)
-        tail = await redis.zrevrange(events_key, 0, 2000)
+        """The window after ``since`` and the streamed text of the call in progress, in
+        one round trip."""
+        await self.flush(chat_id)
+        seq_key, events_key, _ = self._keys(chat_id)
+        pipe = self._redis().pipeline(transaction=False)
+        pipe.get(seq_key)
+        pipe.zrevrange(events_key, 0, 2000)
+        if since is not None:
+            pipe.zrangebyscore(events_key, since + 1, "+inf", withscores=True)
+        raw_last, tail, *found = await pipe.execute()
+        rows = found[0] if found else []
+        last = int(raw_last or 0)
+        self._saw(chat_id, last)
         pairs = [m.decode().split("|", 1) for m in tail]
         partial_text = _partial_text((kind, text) for kind, text in pairs)
         if since is None or since >= last:
             return Replay([], True, last, partial_text)
-        rows = await redis.zrangebyscore(events_key, since + 1, last, withscores=True)
+        rows = [row for row in rows if row[1] <= last]
         oldest = int(rows[0][1]) if rows else last + 1
         texts = [(int(score), member.decode().split("|", 1)[1]) for member, score in rows]
         return Replay(texts, since + 1 >= oldest, last, partial_text)
 
 
-def make_hub(redis_url: str, max_events: int) -> LocalEventHub | RedisEventHub:
+def make_hub(redis_url: str, max_events: int, retry_seconds: float = 15.0
+             ) -> LocalEventHub | RedisEventHub:
     """Redis when several processes share chats, process memory otherwise."""
-    return RedisEventHub(redis_url, max_events) if redis_url else LocalEventHub(max_events)
+    if redis_url:
+        return RedisEventHub(redis_url, max_events, retry_seconds)
+    return LocalEventHub(max_events)

@@ -14,6 +14,9 @@ class Chat(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
                               related_name="chats")
     title = models.CharField(max_length=200, blank=True, default="")
+    # True while the server chose the title (from the first message, or the model's
+    # short title after the first reply); a title a person set is never overwritten.
+    title_auto = models.BooleanField(default=False)
     profile = models.ForeignKey("profiles.ModelProfile", null=True, blank=True,
                                 on_delete=models.SET_NULL, related_name="chats")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -29,7 +32,9 @@ class Chat(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["owner", "-created_at", "-id"])]
+        indexes = [models.Index(fields=["owner", "-created_at", "-id"]),
+                   # Listings go by last activity (a new message bumps updated_at).
+                   models.Index(fields=["owner", "-updated_at", "-id"])]
 
     def __str__(self) -> str:
         return self.title or str(self.id)
@@ -46,7 +51,9 @@ class Chat(models.Model):
 
 class Message(models.Model):
     ROLES = ("system", "user", "assistant", "tool")
-    STATUSES = ("queued", "done", "interrupted", "cancelled")
+    # ``superseded``: replaced by a retry, a regenerate or an edit. Kept (and returned
+    # by the API) but no longer part of the conversation the model is sent.
+    STATUSES = ("queued", "done", "interrupted", "cancelled", "superseded")
 
     chat = models.ForeignKey(Chat, on_delete=models.CASCADE, related_name="messages")
     # Place in the conversation; null while a user message waits in the queue, set when
@@ -63,6 +70,12 @@ class Message(models.Model):
     status = models.CharField(max_length=12, choices=[(s, s) for s in STATUSES], default="done")
     stream = models.BooleanField(default=True)  # how a queued user message asked to run
     compacted = models.BooleanField(default=False)
+    # Versions: a user message sent again (retry, regenerate, edit) ``replaces`` the one
+    # it was made from; the replaced messages point at it through ``superseded_by``.
+    replaces = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="versions")
+    superseded_by = models.ForeignKey("self", null=True, blank=True,
+                                      on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -95,8 +108,13 @@ class Message(models.Model):
             "content": self.content,
             "status": self.status,
             "compacted": self.compacted,
+            "current": self.status != "superseded",
             "created_at": self.created_at.isoformat(),
         }
+        if self.replaces_id:
+            body["replaces"] = self.replaces_id
+        if self.superseded_by_id:
+            body["superseded_by"] = self.superseded_by_id
         if self.tool_calls:
             body["tool_calls"] = self.tool_calls
         if self.role == "tool":
@@ -107,6 +125,46 @@ class Message(models.Model):
         if self.model:
             body["model"] = self.model
         return body
+
+
+class TurnError(models.Model):
+    """An error a turn ran into, kept in the chat's history: what happened (``code``),
+    a sentence a person can act on (``message``) and the technical text (``detail``)."""
+
+    # Codes after which the turn produced no answer: the dashboard offers Retry.
+    RETRYABLE = frozenset({"upstream_error", "no_profile", "turn_failed", "interrupted"})
+
+    chat = models.ForeignKey(Chat, on_delete=models.CASCADE, related_name="errors")
+    # The user message whose turn failed; its status tells whether this is current.
+    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="errors")
+    # Shown after the message at this position (the last one written before the error).
+    after_position = models.PositiveIntegerField(null=True, blank=True)
+    code = models.CharField(max_length=40)
+    text = models.TextField()
+    detail = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["chat", "id"])]
+
+    def __str__(self) -> str:
+        return f"{self.code} in {self.chat_id}"
+
+    def to_dict(self) -> dict[str, Any]:
+        current = self.message is None or self.message.status != "superseded"
+        return {
+            "id": self.id,
+            "message_id": self.message_id,
+            "after_position": self.after_position,
+            "code": self.code,
+            "message": self.text,
+            "detail": self.detail,
+            "retryable": self.code in self.RETRYABLE,
+            "current": current,
+            "created_at": self.created_at.isoformat(),
+        }
 
 
 class PendingApproval(models.Model):

@@ -28,6 +28,10 @@ class MessageBody(serializers.Serializer):
                                     help_text="A string or a list of content blocks.")
     status = serializers.ChoiceField(choices=Message.STATUSES)
     compacted = serializers.BooleanField()
+    current = serializers.BooleanField(help_text="False once retried, regenerated or "
+                                       "edited (status superseded).")
+    replaces = serializers.IntegerField(required=False)
+    superseded_by = serializers.IntegerField(required=False)
     created_at = serializers.DateTimeField()
     tool_calls = serializers.ListField(child=serializers.JSONField(), required=False)
     tool_call_id = serializers.CharField(required=False, allow_blank=True)
@@ -35,6 +39,19 @@ class MessageBody(serializers.Serializer):
     is_error = serializers.BooleanField(required=False)
     usage = serializers.DictField(child=serializers.JSONField(), required=False)
     model = serializers.CharField(required=False)
+
+
+class TurnErrorBody(serializers.Serializer):
+    id = serializers.IntegerField()
+    message_id = serializers.IntegerField(allow_null=True,
+                                          help_text="The user message whose turn failed.")
+    after_position = serializers.IntegerField(allow_null=True)
+    code = serializers.CharField()
+    message = serializers.CharField(help_text="A sentence a person can act on.")
+    detail = serializers.CharField(allow_blank=True, help_text="The technical text.")
+    retryable = serializers.BooleanField()
+    current = serializers.BooleanField(help_text="False once a retry replaced its turn.")
+    created_at = serializers.DateTimeField()
 
 
 class CompactionBody(serializers.Serializer):
@@ -55,8 +72,20 @@ class ChatDetailBody(ChatBody):
     queued = MessageBody(many=True)
     running = serializers.BooleanField()
     compactions = CompactionBody(many=True)
+    errors = TurnErrorBody(many=True)
     system_prompt = serializers.CharField(required=False, allow_blank=True,
                                           help_text="What the model is told (admins only).")
+
+
+class BulkDeletedBody(serializers.Serializer):
+    deleted = serializers.ListField(child=serializers.UUIDField())
+    not_found = serializers.ListField(child=serializers.UUIDField())
+
+
+class ResentBody(serializers.Serializer):
+    message_id = serializers.IntegerField(help_text="The new, queued user message.")
+    replaces = serializers.IntegerField()
+    superseded = serializers.ListField(child=serializers.IntegerField())
 
 
 class DeletedBody(serializers.Serializer):

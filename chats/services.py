@@ -9,9 +9,9 @@ from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 
-from chats import compaction, store
+from chats import compaction, store, versions
 from chats import system_prompt
-from chats.models import Chat, Message
+from chats.models import Chat, Message, TurnError
 from chats.turns import get_manager
 from gateway.errors import GatewayError
 from profiles.models import ModelProfile
@@ -25,10 +25,30 @@ def chat_detail(chat: Chat, user: AbstractBaseUser) -> dict[str, Any]:
     body["queued"] = [m.to_dict() for m in messages if m.status == "queued"]
     body["running"] = store.snapshot(chat.id)["running"]
     body["compactions"] = [c.to_dict() for c in chat.compactions.order_by("id")]
+    body["errors"] = [e.to_dict() for e in
+                      TurnError.objects.filter(chat=chat).select_related("message")]
     # What the model is told (setup, tools, skills): for admins only.
     if getattr(user, "is_staff", False):
         body["system_prompt"] = system_prompt.preview(chat)
     return body
+
+
+def resend(chat: Chat, message_id: int, content: Any = None,
+           stream: bool = True) -> dict[str, Any]:
+    """Retry, regenerate or edit: see ``chats.versions``. The new message runs at once."""
+    result = versions.resend(chat.id, message_id, content, stream)
+    async_to_sync(versions.start)(str(chat.id), result["message_id"])
+    return result
+
+
+def delete_chats(chats: list[Chat]) -> list[str]:
+    """Delete chats (a running turn is cancelled first); returns their ids."""
+    for chat in chats:
+        if chat.turn_owner:  # only a chat holding the turn lock can have a turn to stop
+            stop_turn(chat)
+    ids = [str(chat.id) for chat in chats]
+    Chat.objects.filter(pk__in=[chat.pk for chat in chats]).delete()
+    return ids
 
 
 def is_running(chat: Chat) -> bool:

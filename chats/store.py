@@ -19,11 +19,13 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from access.services import default_for
 from agents.compaction import summary_message
+from agents.mcp import ServerConfig
 from agents.providers import ProviderConfig
 from agents.sandbox import SandboxPolicy
+from chats import config, titles
 from chats.models import Chat, Compaction, Message, PendingApproval
-from permissions.models import PermissionPolicy, SandboxConfig
 from profiles.models import ModelProfile
 
 # How workspaces were named before they were named by id; only to find and move them.
@@ -92,7 +94,9 @@ def enqueue_and_start(chat_id: uuid.UUID, content: Any, stream: bool, owner: str
     place in the queue (1 = next) and the started turn's setup, if any."""
     msg = Message.objects.create(chat_id=chat_id, role="user", content=content,
                                  status="queued", stream=stream)
-    Chat.objects.filter(pk=chat_id).update(updated_at=timezone.now())
+    # Last activity; and an untitled chat is titled from its first message at once.
+    Chat.objects.filter(pk=chat_id).update(updated_at=timezone.now(),
+                                           **titles.untitled_set(content))
     queued = Message.objects.filter(chat_id=chat_id, status="queued").count()
     setup = None
     if owner is not None and try_acquire(chat_id, owner, lease):
@@ -161,6 +165,7 @@ class TurnSetup:
     allowed_tools: set[str]
     sandbox: SandboxPolicy
     next_position: int
+    mcp_servers: tuple[ServerConfig, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -173,7 +178,7 @@ def history_for_model(chat_id: uuid.UUID) -> list[dict[str, Any]]:
     """The conversation as the model is sent it after the system prompt: the summary of
     the latest compaction (if any), then every message it did not replace."""
     rows = Message.objects.filter(chat_id=chat_id, compacted=False, position__isnull=False) \
-        .exclude(role="system").order_by("position")
+        .exclude(role="system").exclude(status="superseded").order_by("position")
     latest = Compaction.objects.filter(chat_id=chat_id).order_by("-id").first()
     head = [summary_message(latest.summary)] if latest else []
     return [*head, *(row.to_openai() for row in rows)]
@@ -193,36 +198,42 @@ def provider_config(profile: ModelProfile | None, *, with_key: bool = True
 
 
 def sandbox_policy() -> SandboxPolicy:
-    return SandboxPolicy(**SandboxConfig.load().policy())
+    """The sandbox config in force (the process's cached copy, see ``chats.config``)."""
+    return config.current().sandbox
 
 
 @transaction.atomic
 def start_next(chat_id: uuid.UUID) -> TurnSetup | None:
     """Take the oldest queued message into the conversation and read the turn's setup;
-    None when the queue is empty."""
+    None when the queue is empty. Profiles, policy, sandbox and MCP servers come from the
+    process's cached configuration (``chats.config``), not from their tables."""
     msg = Message.objects.filter(chat_id=chat_id, status="queued").order_by("id").first()
     if msg is None:
         return None
-    chat = Chat.objects.select_related("profile", "owner").get(pk=chat_id)
+    chat = Chat.objects.select_related("owner").get(pk=chat_id)
     msg.position = _next_position(chat_id)
     msg.status = "done"
     msg.save(update_fields=["position", "status"])
-    profile = chat.profile or ModelProfile.get_default()
-    policy = PermissionPolicy.load()
+    snapshot = config.current()
+    profile_id = chat.profile_id
+    if profile_id is None:  # the default, or the first profile the owner may use
+        default = default_for(chat.owner)
+        profile_id = default.pk if default else None
     return TurnSetup(
         message_id=msg.id, stream=msg.stream, owner_id=chat.owner_id,
         workspace=workspace_for(chat.owner),
-        provider=provider_config(profile),
-        history=history_for_model(chat_id), mode=policy.mode,
-        overrides=dict(policy.tool_overrides), allowed_tools=set(chat.allowed_tools),
-        sandbox=sandbox_policy(), next_position=msg.position + 1,
+        provider=snapshot.provider(profile_id) if profile_id is not None else None,
+        history=history_for_model(chat_id), mode=snapshot.mode,
+        overrides=dict(snapshot.overrides), allowed_tools=set(chat.allowed_tools),
+        sandbox=snapshot.sandbox, next_position=msg.position + 1,
+        mcp_servers=snapshot.mcp_servers,
     )
 
 
 def current_policy() -> tuple[str, dict[str, str]]:
     """The permission policy as it is now: changes apply to the next tool round."""
-    policy = PermissionPolicy.load()
-    return policy.mode, dict(policy.tool_overrides)
+    snapshot = config.current()
+    return snapshot.mode, dict(snapshot.overrides)
 
 
 class MessageWriter:
@@ -297,15 +308,9 @@ def stale_chats(force: bool) -> list[uuid.UUID]:
     return list(rows.values_list("pk", flat=True))
 
 
-@transaction.atomic
-def settle_dead_turn(chat_id: uuid.UUID, force: bool) -> bool:
-    """Make a chat whose turn died consistent and release its lock. Returns False when
-    a live holder took the chat meanwhile."""
-    chat = Chat.objects.select_for_update().filter(pk=chat_id).first()
-    if chat is None or chat.turn_owner is None:
-        return False
-    if not force and chat.turn_lease_until and chat.turn_lease_until >= timezone.now():
-        return False
+def _close_history(chat_id: uuid.UUID, why: str) -> None:
+    """Answer every tool call of the last turn that has no result and add an
+    interrupted assistant note, so the conversation is valid for the model again."""
     writer = MessageWriter(chat_id, _next_position(chat_id))
     answered = set(Message.objects.filter(chat_id=chat_id, role="tool")
                    .values_list("tool_call_id", flat=True))
@@ -318,10 +323,40 @@ def settle_dead_turn(chat_id: uuid.UUID, force: bool) -> bool:
             if call["id"] not in answered:
                 writer.add(role="tool", tool_call_id=call["id"],
                            tool_name=call["function"]["name"], is_error=True,
-                           content="Interrupted: the server stopped before this call "
-                                   "finished.", status="interrupted")
-    writer.add(role="assistant", content="[The turn was interrupted: the server running it "
-               "stopped.]", status="interrupted")
+                           content=f"Interrupted: {why} before this call finished.",
+                           status="interrupted")
+    writer.add(role="assistant", content=f"[The turn was interrupted: {why}.]",
+               status="interrupted")
+
+
+@transaction.atomic
+def settle_failed_turn(chat_id: uuid.UUID, owner: str) -> bool:
+    """After this process's turn failed (Redis or the database went away under it):
+    close the conversation if the turn left it open. False when the lock is no longer
+    ours (the sweeper of another process settled it) or nothing was open."""
+    chat = Chat.objects.select_for_update().filter(pk=chat_id, turn_owner=owner).first()
+    if chat is None:
+        return False
+    last = Message.objects.filter(chat_id=chat_id, position__isnull=False) \
+        .order_by("-position").first()
+    if last is None or (last.role == "assistant" and not last.tool_calls):
+        return False  # the last turn ended with its answer: nothing is open
+    _close_history(chat_id, "the database or Redis failed during the turn")
+    PendingApproval.objects.filter(chat_id=chat_id, verdict__isnull=True).update(
+        verdict="expired", resolved_at=timezone.now())
+    return True
+
+
+@transaction.atomic
+def settle_dead_turn(chat_id: uuid.UUID, force: bool) -> bool:
+    """Make a chat whose turn died consistent and release its lock. Returns False when
+    a live holder took the chat meanwhile."""
+    chat = Chat.objects.select_for_update().filter(pk=chat_id).first()
+    if chat is None or chat.turn_owner is None:
+        return False
+    if not force and chat.turn_lease_until and chat.turn_lease_until >= timezone.now():
+        return False
+    _close_history(chat_id, "the server running it stopped")
     # Events after the last saved seq died with the process, and clients may have seen
     # them: jump past anything they could hold, so new events are never taken for old
     # ones (a client asking ?since= for the lost range is told replay_complete=false).

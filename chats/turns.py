@@ -16,9 +16,8 @@ import socket
 import time
 import uuid
 from dataclasses import replace
-from typing import Any
+from typing import Any, Callable
 
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
@@ -27,15 +26,17 @@ from agents.loop import Decision, TurnSpec, arguments_for_display, run_turn
 from agents.providers import ToolCall
 from agents import toolbox
 from agents.tools import ToolEnv
-from chats import compaction, store
+from audit.services import ToolAudit
+from chats import compaction, history, store, system_prompt
 from chats.hub import control_group, make_hub
-from chats.system_prompt import system_prompt_for
 from mcp_servers import runtime as mcp_runtime
+from gateway.errors import GatewayError
+from gateway.infra import db, is_infrastructure_error
 from permissions.resolver import level_for
+from usage import turns as usage_turns
 
 logger = logging.getLogger(__name__)
 turn_log = logging.getLogger("gateway.turn")
-db = database_sync_to_async
 
 
 class ControlChannel:
@@ -59,15 +60,37 @@ class ControlChannel:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
-        await self.layer.group_discard(control_group(self.chat_id), self.channel)
+        try:
+            await self.layer.group_discard(control_group(self.chat_id), self.channel)
+        except Exception as exc:  # the membership expires by itself (group_expiry)
+            if not is_infrastructure_error(exc):
+                raise
+            logger.warning("could not leave the control group of chat %s: %s",
+                           self.chat_id, exc)
 
     async def _read(self) -> None:
         while True:
-            message = await self.layer.receive(self.channel)
+            try:
+                message = await self.layer.receive(self.channel)
+            except Exception as exc:
+                if not is_infrastructure_error(exc):
+                    raise
+                await self._rejoin(exc)
+                continue
             if message.get("type") == "turn.cancel" and self.on_cancel:
                 self.on_cancel()
             elif message.get("type") == "turn.verdicts":
                 self.verdicts.put_nowait(message["verdicts"])
+
+
+    async def _rejoin(self, exc: BaseException) -> None:
+        """Redis went away: wait, then join the group again (a restarted Redis forgot
+        it), so cancels and verdicts reach the turn again."""
+        logger.warning("control channel of chat %s lost Redis (%s); rejoining",
+                       self.chat_id, exc)
+        await asyncio.sleep(0.5)
+        with contextlib.suppress(Exception):
+            await self.layer.group_add(control_group(self.chat_id), self.channel)
 
 
 class ApprovalGate:
@@ -99,6 +122,8 @@ class ApprovalGate:
             await self.emit(ev.TOOL_DENIED, {"tool_calls": [_call_dict(c) for c in denied],
                                              "reason": f"denied by the permission policy "
                                                        f"(mode {mode})"})
+        if asked:
+            asked = await _unattended(self, asked, decisions)
         if asked:
             decisions.update(await self._ask(asked))
         return decisions
@@ -147,6 +172,47 @@ class ApprovalGate:
         return result
 
 
+# --- unattended turns: a hook for the jobs app ------------------------------------
+# A check returns, for a chat, None (someone may answer approval prompts) or the set of
+# tools its current turn may run unasked (a job's run: nobody is there to answer); the
+# other calls the policy would ask about are then denied instead of asked.
+UnattendedCheck = Callable[[str], "set[str] | None"]
+_unattended_checks: list[UnattendedCheck] = []
+
+
+def register_unattended_check(check: UnattendedCheck) -> None:
+    if check not in _unattended_checks:
+        _unattended_checks.append(check)
+
+
+def _unattended_tools(chat_id: str) -> set[str] | None:
+    for check in _unattended_checks:
+        tools = check(chat_id)
+        if tools is not None:
+            return tools
+    return None
+
+
+async def _unattended(gate: ApprovalGate, asked: list[ToolCall],
+                      decisions: dict[str, Decision]) -> list[ToolCall]:
+    """Settle asked-about calls of an unattended turn; returns the calls still to ask."""
+    if not _unattended_checks:
+        return asked
+    tools = await db(_unattended_tools)(gate.chat_id)
+    if tools is None:
+        return asked
+    refused = [c for c in asked if c.name not in tools]
+    for call in asked:
+        decisions[call.id] = Decision(call.name in tools, "" if call.name in tools else
+                                      "nobody can approve it in an unattended run")
+    if refused:
+        await gate.emit(ev.TOOL_DENIED, {"tool_calls": [_call_dict(c) for c in refused],
+                                         "reason": "unattended run: the policy asks about "
+                                                   "these tools and the job does not list "
+                                                   "them as allowed"})
+    return []
+
+
 async def _current_sandbox(env: ToolEnv) -> ToolEnv:
     """The tool env with the sandbox config as it is now (read before every call)."""
     return replace(env, sandbox=await db(store.sandbox_policy)())
@@ -177,10 +243,15 @@ class TurnManager:
     """Starts, tracks and stops the turns this process runs."""
 
     def __init__(self) -> None:
-        self.hub = make_hub(settings.REDIS_URL, settings.GATEWAY_REPLAY_EVENTS)
+        self.hub = make_hub(settings.REDIS_URL, settings.GATEWAY_REPLAY_EVENTS,
+                            settings.GATEWAY_REDIS_RETRY_SECONDS)
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.process_id = f"{socket.gethostname()}:{os.getpid()}"
+        # Chats whose turn took its message and has not ended: message id, and whether
+        # turn_started went out (a failure must still end that turn for the clients).
+        self._taken: dict[str, tuple[int, bool]] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self.background: set[asyncio.Task[Any]] = set()  # model-written titles
 
     def ensure_sweeper(self) -> None:
         """Start (once per process) the task that takes over turns of dead processes."""
@@ -224,7 +295,7 @@ class TurnManager:
         if not self.hub.is_loaded(chat_id):
             await self.hub.load(chat_id, await db(store.chat_last_seq)(uuid.UUID(chat_id)))
 
-    async def publish(self, chat_id: str, event_type: str, data: dict[str, Any]) -> int:
+    async def publish(self, chat_id: str, event_type: str, data: dict[str, Any]) -> None:
         await self.ensure_loaded(chat_id)
         return await self.hub.publish(chat_id, event_type, data)
 
@@ -274,33 +345,91 @@ class TurnManager:
         key = uuid.UUID(chat_id)
         control = ControlChannel(chat_id)
         heartbeat = asyncio.create_task(self._heartbeat(key, owner))
+        setup = first
+        if first is not None:  # enqueue_and_start already took its message
+            self._taken[chat_id] = (first.message_id, False)
         try:
             await self.ensure_loaded(chat_id)
             await control.open()
             setup = first or await db(store.start_next)(key)
             while setup is not None:
+                self._taken[chat_id] = (setup.message_id, False)
                 await self._run_one(chat_id, setup, control)
+                self._taken.pop(chat_id, None)
                 setup = await db(store.start_next)(key)
-        except Exception:
-            logger.exception("turn runner of chat %s failed", chat_id)
-            await self.publish(chat_id, ev.ERROR, {"code": "turn_failed", "message":
-                                                   "The turn failed on the server; it was "
-                                                   "logged. The chat stays usable."})
+        except Exception as exc:
+            await self._turn_failed(chat_id, owner, setup, exc)
+            # Not again at once: what failed may fail again (Redis still away, a message
+            # that cannot start). The sweeper runs waiting queues every lease/2 seconds.
+            return
         finally:
             heartbeat.cancel()
             await control.close()
-            await db(store.release)(key, owner, await self.hub.last_seq(chat_id))
+            await self._release(key, owner)
             self.tasks.pop(chat_id, None)
         # A message queued after the last look but before the release must still run.
-        if await db(store.has_queued)(key):
-            await self.kick(chat_id)
+        with contextlib.suppress(Exception):
+            if await db(store.has_queued)(key):
+                await self.kick(chat_id)
+
+    async def _turn_failed(self, chat_id: str, owner: str, setup: store.TurnSetup | None,
+                           exc: Exception) -> None:
+        """End the chat's turn after a failure: history made consistent (every tool call
+        answered, an interrupted note), then ``agent.error`` and ``agent.turn_complete``
+        so no client waits for a turn that is gone."""
+        infrastructure = is_infrastructure_error(exc)
+        if infrastructure:  # Redis or PostgreSQL failed under it: not a gateway bug
+            logger.warning("turn of chat %s ended by an infrastructure error: %r",
+                           chat_id, exc)
+        else:
+            logger.error("turn runner of chat %s failed", chat_id, exc_info=exc)
+        taken = self._taken.get(chat_id)
+        try:
+            await _retrying(db(store.settle_failed_turn), uuid.UUID(chat_id), owner)
+        except Exception as repair:  # noqa: BLE001 - the sweeper settles it after the lease
+            logger.warning("could not settle the failed turn of chat %s: %r", chat_id, repair)
+        code, message = ("infrastructure_error", "The database or Redis failed during the "
+                         "turn; it was ended and the chat stays usable.") if infrastructure \
+            else ("turn_failed", "The turn failed on the server; it was logged. The chat "
+                  "stays usable.")
+        try:
+            if taken and not taken[1]:  # failed before the turn was announced
+                await self.publish(chat_id, ev.TURN_STARTED, {"message_id": taken[0]})
+            await self._emit(chat_id, setup, ev.ERROR, {"code": code, "message": message})
+            if taken:
+                await self.publish(chat_id, ev.TURN_COMPLETE, {
+                    "stop_reason": "error", "model": None,
+                    "usage": {"input_tokens": 0, "output_tokens": 0}})
+            await self.hub.flush(chat_id)
+        except Exception as tell:  # noqa: BLE001 - Redis is still away: sockets reconnect
+            logger.warning("could not tell chat %s that its turn failed: %r", chat_id, tell)
+
+    async def _release(self, key: uuid.UUID, owner: str) -> None:
+        """Give the chat's lock back (with how far seq got); on a database failure the
+        lease runs out and the sweeper does it."""
+        chat_id = str(key)
+        self._taken.pop(chat_id, None)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.hub.flush(chat_id), settings.GATEWAY_REDIS_RETRY_SECONDS
+                                   + 1)
+        try:
+            await _retrying(db(store.release), key, owner, self.hub.known_seq(chat_id))
+        except Exception as exc:  # noqa: BLE001
+            logger.warning("could not release the turn lock of chat %s: %r", chat_id, exc)
 
     async def _heartbeat(self, key: uuid.UUID, owner: str) -> None:
         lease = settings.GATEWAY_TURN_LEASE_SECONDS
         while True:
             await asyncio.sleep(lease / 3)
-            last_seq = await self.hub.last_seq(str(key))
-            if not await db(store.renew)(key, owner, lease, last_seq):
+            try:
+                renewed = await db(store.renew)(key, owner, lease,
+                                                self.hub.known_seq(str(key)))
+            except Exception as exc:
+                if not is_infrastructure_error(exc):
+                    raise
+                logger.warning("could not renew the turn lease of chat %s: %r", key, exc)
+                continue  # the next beat tries again; the lease outlasts a few misses
+            if not renewed:
                 logger.warning("lost the turn lease of chat %s", key)
                 task = self.tasks.get(str(key))
                 if task:
@@ -309,10 +438,18 @@ class TurnManager:
 
     async def _run_one(self, chat_id: str, setup: store.TurnSetup,
                        control: ControlChannel) -> None:
+        tool_audit = ToolAudit(chat_id, setup.owner_id)
+
         async def emit(event_type: str, data: dict[str, Any]) -> None:
-            await self.hub.publish(chat_id, event_type, data)
+            if event_type in history.WATCHED:  # never a delta
+                await self._emit(chat_id, setup, event_type, data)
+            else:
+                await self.hub.publish(chat_id, event_type, data)
+            if event_type in ToolAudit.WATCHED:  # one audit record per tool call
+                await tool_audit.observe(event_type, data)
 
         started = time.perf_counter()
+        self._taken[chat_id] = (setup.message_id, True)
         await emit(ev.TURN_STARTED, {"message_id": setup.message_id})
         if setup.provider is None:
             await emit(ev.ERROR, {"code": "no_profile", "message":
@@ -322,11 +459,19 @@ class TurnManager:
             await emit(ev.TURN_COMPLETE, {"stop_reason": "error", "model": None,
                                           "usage": {"input_tokens": 0, "output_tokens": 0}})
             return
-        await mcp_runtime.ensure_started()  # MCP servers connected, config changes applied
+        try:  # model access and budgets, before any upstream call
+            charge = await usage_turns.admit(setup.owner_id, chat_id, setup.provider.name)
+        except GatewayError as exc:
+            await emit(ev.ERROR, usage_turns.error_data(exc))
+            await emit(ev.TURN_COMPLETE, {"stop_reason": "error", "model": None,
+                                          "usage": {"input_tokens": 0, "output_tokens": 0}})
+            return
+        # MCP servers connected, config changes applied (the setup read the config).
+        await mcp_runtime.ensure_started(list(setup.mcp_servers))
+        prompt = await system_prompt.system_prompt_for(chat_id, setup)
         spec = TurnSpec(
             provider=setup.provider,
-            messages=[{"role": "system", "content": await system_prompt_for(chat_id, setup)},
-                      *setup.history],
+            messages=[{"role": "system", "content": prompt}, *setup.history],
             tools=toolbox.schemas(),
             tool_env=ToolEnv(setup.workspace, setup.sandbox, settings.GATEWAY_BASH_TIMEOUT,
                              settings.GATEWAY_TOOL_OUTPUT_LIMIT,
@@ -335,6 +480,9 @@ class TurnManager:
             stream=setup.stream, max_rounds=settings.GATEWAY_MAX_TOOL_ROUNDS,
             timeout=settings.GATEWAY_UPSTREAM_TIMEOUT,
             retries=settings.GATEWAY_UPSTREAM_RETRIES, refresh_env=_current_sandbox,
+            max_wait=settings.GATEWAY_STREAM_MAX_WAIT_MS / 1000,
+            on_model_call=usage_turns.recorder(setup.owner_id, chat_id, setup.provider.name,
+                                               charge),
         )
         gate = ApprovalGate(chat_id, emit, control, setup.allowed_tools)
         turn_store = DbTurnStore(store.MessageWriter(uuid.UUID(chat_id), setup.next_position))
@@ -350,9 +498,24 @@ class TurnManager:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await asyncio.shield(usage_turns.close(charge))
         self._log_turn(chat_id, setup, task, started)
+        # After the turn, off the path to its first token: repair the skills mirror and
+        # refresh the prompt's parts before the next turn's tools can run.
+        await system_prompt.prepare(setup)
         if not task.cancelled() and task.exception():
             raise task.exception()  # type: ignore[misc]
+        await self.hub.flush(chat_id)  # the turn's events are in Redis, or it failed
+
+    async def _emit(self, chat_id: str, setup: store.TurnSetup | None, event_type: str,
+                    data: dict[str, Any]) -> None:
+        """Send an error or the end of a turn, after ``chats.history`` kept what lasts
+        (the error in the chat's history; a model-written title after the first reply)."""
+        data = await history.observe(
+            chat_id, setup.message_id if setup else None,
+            bool(setup and len(setup.history) == 1), event_type, data,
+            lambda kind, body: self.publish(chat_id, kind, body), self.background)
+        await self.publish(chat_id, event_type, data)
 
     @staticmethod
     def _log_turn(chat_id: str, setup: store.TurnSetup, task: asyncio.Task[Any],
@@ -384,6 +547,17 @@ class TurnManager:
                                                        "and the chat is usable again."})
                 await self.kick(chat_id)
         return recovered
+
+
+async def _retrying(call: Any, *args: Any, attempts: int = 3) -> Any:
+    """A database call that must happen (settling, releasing), tried a few times."""
+    for attempt in range(attempts):
+        try:
+            return await call(*args)
+        except Exception as exc:
+            if attempt == attempts - 1 or not is_infrastructure_error(exc):
+                raise
+            await asyncio.sleep(0.5 * (attempt + 1))
 
 
 _manager: TurnManager | None = None

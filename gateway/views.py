@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from gateway import hooks
-from gateway.api import validated
+from gateway.api import OneHopAPIView, validated
 from gateway.auth import create_token
 from gateway.errors import GatewayError
 from gateway.models import ApiToken
@@ -36,7 +36,7 @@ def health_report() -> dict:
     return report
 
 
-class HealthView(APIView):
+class HealthView(OneHopAPIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
 

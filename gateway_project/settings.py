@@ -54,15 +54,17 @@ INSTALLED_APPS = [
     "dashboard",
 ]
 
+# Django's middlewares with their hooks run in the event loop (gateway/inline_middleware.py):
+# under ASGI each hook of the originals costs a thread hop.
 MIDDLEWARE = [
     "gateway.logs.RequestLogMiddleware",
-    "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "gateway.inline_middleware.SecurityMiddleware",
+    "gateway.inline_middleware.SessionMiddleware",
+    "gateway.inline_middleware.CommonMiddleware",
+    "gateway.inline_middleware.CsrfViewMiddleware",
+    "gateway.inline_middleware.AuthenticationMiddleware",
+    "gateway.inline_middleware.MessageMiddleware",
+    "gateway.inline_middleware.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "gateway_project.urls"
@@ -85,15 +87,25 @@ TEMPLATES = [
 ]
 
 DATABASE_URL = envstr("DATABASE_URL")
+# Threads that run database work of sockets and turns (gateway/infra.py), and the
+# PostgreSQL connections each process may open: one pool per process, a connection per
+# busy thread. docs/deploy.md has the sums against PostgreSQL's max_connections.
+GATEWAY_DB_POOL_SIZE = envint("GATEWAY_DB_POOL_SIZE", 8, minimum=1)
+GATEWAY_DB_POOL_TIMEOUT = envfloat("GATEWAY_DB_POOL_TIMEOUT", 30.0, minimum=0.1)
 if DATABASE_URL:
-    # Persistent connections are closed after 60 s; health checks drop dead ones, so a
-    # long-lived process survives a PostgreSQL restart.
-    DATABASES = {
-        "default": dj_database_url.parse(
-            DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", 60, minimum=0),
-            conn_health_checks=True,
-        )
+    # With a pool, CONN_HEALTH_CHECKS makes Django check each connection on checkout: a
+    # connection PostgreSQL dropped (restart, pg_terminate_backend, idle timeout) is
+    # replaced instead of failing a turn.
+    _database = dj_database_url.parse(DATABASE_URL, conn_max_age=0,
+                                      conn_health_checks=True)
+    _database.setdefault("OPTIONS", {})["pool"] = {
+        # A few kept open; more opened on demand up to the size, then callers wait
+        # (up to the timeout) instead of failing.
+        "min_size": min(2, GATEWAY_DB_POOL_SIZE), "max_size": GATEWAY_DB_POOL_SIZE,
+        "timeout": GATEWAY_DB_POOL_TIMEOUT, "max_idle": 300,
     }
+    DATABASES = {"default": _database}
+    GATEWAY_DB_THREADS = GATEWAY_DB_POOL_SIZE
 else:
     DATABASES = {
         "default": {
@@ -112,24 +124,35 @@ else:
             "CONN_MAX_AGE": None,
         }
     }
+    # SQLite has one writer: one thread, as Channels' database_sync_to_async does.
+    GATEWAY_DB_THREADS = 1
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = envstr("REDIS_URL")
+# One blocking pool per process, shared by the event hub and the channel layer
+# (gateway/layers.py): at its size a caller waits up to the timeout, it never fails at
+# a count. docs/deploy.md has the sums against Redis's maxclients.
+GATEWAY_REDIS_POOL_SIZE = envint("GATEWAY_REDIS_POOL_SIZE", 50, minimum=4)
+GATEWAY_REDIS_POOL = {
+    "max_connections": GATEWAY_REDIS_POOL_SIZE,
+    "timeout": envfloat("GATEWAY_REDIS_POOL_TIMEOUT", 20.0, minimum=0.1),
+    # redis-py 8 reads with a 5 s socket timeout by default, exactly the time
+    # channels-redis blocks in BZPOPMIN waiting for a message: an idle socket then dies
+    # with "Timeout reading" (close 1011). Read longer than it blocks.
+    "socket_timeout": 30, "socket_connect_timeout": 10,
+}
+# How long the event hub keeps retrying a Redis write (a restart, a failover) before the
+# turn that wrote it ends with agent.error.
+GATEWAY_REDIS_RETRY_SECONDS = envfloat("GATEWAY_REDIS_RETRY_SECONDS", 15.0, minimum=0.0)
 # Capacity is high on purpose: both layers silently drop a group message when a channel
 # is full, and a burst of deltas to a slow socket must not lose text.
 _CHANNEL_CAPACITY = envint("GATEWAY_CHANNEL_CAPACITY", 20000, minimum=100)
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {
-                # redis-py 8 reads with a 5 s socket timeout by default, exactly the time
-                # channels-redis blocks in BZPOPMIN waiting for a message: an idle socket
-                # then dies with "Timeout reading" (close 1011). Read longer than it blocks.
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 30,
-                           "socket_connect_timeout": 10}],
-                "capacity": _CHANNEL_CAPACITY, "expiry": 60,
-            },
+            "BACKEND": "gateway.layers.GatewayRedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": REDIS_URL}],
+                       "capacity": _CHANNEL_CAPACITY, "expiry": 60},
         }
     }
 else:
@@ -195,6 +218,9 @@ GATEWAY_TURN_LEASE_SECONDS = envfloat("GATEWAY_TURN_LEASE_SECONDS", 30.0, minimu
 GATEWAY_REPLAY_EVENTS = envint("GATEWAY_REPLAY_EVENTS", 5000, minimum=100)
 GATEWAY_COMPACTION_THRESHOLD = envfloat("GATEWAY_COMPACTION_THRESHOLD", 0.75, minimum=0.05)
 GATEWAY_COMPACTION_KEEP_EXCHANGES = envint("GATEWAY_COMPACTION_KEEP_EXCHANGES", 4, minimum=1)
+# The longest streamed text waits to be joined with more before it goes out (the first
+# text of a model call never waits): a stream stays a stream while the server is busy.
+GATEWAY_STREAM_MAX_WAIT_MS = envfloat("GATEWAY_STREAM_MAX_WAIT_MS", 5.0, minimum=0.0)
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = envint("GATEWAY_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
 
@@ -203,7 +229,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {
         "json": {"()": "gateway.logs.JsonFormatter"},
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "plain": {"()": "gateway.logs.PlainFormatter"},
     },
     # LOG_FORMAT=plain for a developer's terminal; JSON lines by default.
     "handlers": {"console": {"class": "logging.StreamHandler",
@@ -252,3 +278,36 @@ GATEWAY_FILES_QUOTA_FILES = envint("GATEWAY_FILES_QUOTA_FILES", 20_000, minimum=
 # An attached image larger than this reaches a vision model as its path only.
 GATEWAY_ATTACH_IMAGE_MAX_BYTES = envint("GATEWAY_ATTACH_IMAGE_MAX_BYTES", 5 * 1024 * 1024,
                                         minimum=0)
+# Scheduled jobs, outgoing notifications, the Clotho importer (docs/jobs.md).
+INSTALLED_APPS += ["notifications", "jobs", "clotho_import"]
+GATEWAY_JOBS_POLL_SECONDS = envfloat("GATEWAY_JOBS_POLL_SECONDS", 5.0, minimum=0.05)
+GATEWAY_JOBS_RUN_LEASE_SECONDS = envfloat("GATEWAY_JOBS_RUN_LEASE_SECONDS", 60.0, minimum=1.0)
+GATEWAY_JOBS_RUN_TIMEOUT = envfloat("GATEWAY_JOBS_RUN_TIMEOUT", 3600.0, minimum=1.0)
+# Off: a job's runs deny every call the policy would ask about, whatever the job lists.
+GATEWAY_JOBS_ALLOW_UNASKED_TOOLS = envbool("GATEWAY_JOBS_ALLOW_UNASKED_TOOLS", True)
+GATEWAY_NOTIFY_POLL_SECONDS = envfloat("GATEWAY_NOTIFY_POLL_SECONDS", 2.0, minimum=0.05)
+GATEWAY_NOTIFY_MAX_ATTEMPTS = envint("GATEWAY_NOTIFY_MAX_ATTEMPTS", 5, minimum=1)
+GATEWAY_NOTIFY_BACKOFF_SECONDS = envfloat("GATEWAY_NOTIFY_BACKOFF_SECONDS", 30.0, minimum=0.01)
+GATEWAY_NOTIFY_TIMEOUT = envfloat("GATEWAY_NOTIFY_TIMEOUT", 10.0, minimum=0.1)
+# On: destinations may point at any host, private networks included (unsafe by name).
+GATEWAY_NOTIFY_UNSAFE_ANY_HOST = envbool("GATEWAY_NOTIFY_UNSAFE_ANY_HOST", False)
+# Where people reach the dashboard, for links back to a chat in notifications.
+GATEWAY_PUBLIC_URL = envstr("GATEWAY_PUBLIC_URL", "")
+# E-mail destinations go through Django's mail settings.
+EMAIL_HOST = envstr("EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = envstr("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = envstr("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "gateway@localhost")
+
+# Running it for a team: users, model access, usage and budgets, audit log.
+INSTALLED_APPS += ["users", "access", "usage", "audit"]
+MIDDLEWARE.insert(MIDDLEWARE.index("gateway.inline_middleware.AuthenticationMiddleware")
+                  + 1, "audit.middleware.AuditContextMiddleware")
+# Audit records older than this are removed when a server starts; 0 keeps them all.
+GATEWAY_AUDIT_RETENTION_DAYS = envint("GATEWAY_AUDIT_RETENTION_DAYS", 365, minimum=0)
+# A budgeted turn's charge stops counting after this long if its process died.
+GATEWAY_BUDGET_CHARGE_SECONDS = envint("GATEWAY_BUDGET_CHARGE_SECONDS", 3600, minimum=60)
+# How long an invite link (a one-time sign-in link) works.
+PASSWORD_RESET_TIMEOUT = envint("GATEWAY_INVITE_SECONDS", 3 * 24 * 3600, minimum=60)

@@ -40,10 +40,11 @@ def enabled_configs() -> list[ServerConfig]:
     return [server.to_config() for server in McpServer.objects.filter(enabled=True)]
 
 
-async def ensure_started() -> None:
-    """Start the manager in the running loop (once) and apply the current configuration;
-    waits until servers that are starting have connected or failed. Never raises: a
-    broken MCP setup must not stop a turn."""
+async def ensure_started(configs: list[ServerConfig] | None = None) -> None:
+    """Start the manager in the running loop (once) and apply the current configuration
+    (``configs`` when the caller has read it already, else from the database); waits
+    until servers that are starting have connected or failed. Never raises: a broken
+    MCP setup must not stop a turn."""
     global _manager
     try:
         loop = asyncio.get_running_loop()
@@ -55,7 +56,7 @@ async def ensure_started() -> None:
             _manager = McpManager(options(), database_sync_to_async(enabled_configs))
             toolbox.register(_manager)
             _manager.start()
-        await _manager.refresh()
+        await _manager.refresh(configs=configs)
     except Exception:  # noqa: BLE001 - reported, and the gateway goes on without MCP
         logger.exception("starting the MCP servers failed")
 

@@ -25,6 +25,9 @@ class ModelProfile(models.Model):
     # The model accepts images: attached images are sent as image parts, not only paths.
     vision = models.BooleanField(default=False)
     is_default = models.BooleanField(default=False)
+    # Ask the model for a short chat title after a chat's first reply (one extra, small
+    # model call per chat, so an admin opts in per profile).
+    auto_title = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -63,6 +66,7 @@ class ModelProfile(models.Model):
             "context_window": self.context_window,
             "max_output_tokens": self.max_output_tokens,
             "vision": self.vision,
+            "auto_title": self.auto_title,
         }
 
     @classmethod

@@ -17,6 +17,13 @@ class StoredProfileBody(serializers.Serializer):
     max_output_tokens = serializers.IntegerField(allow_null=True)
     vision = serializers.BooleanField(help_text="Attached images reach the model as image "
                                                 "parts.")
+    auto_title = serializers.BooleanField(help_text="Ask the model for a short title "
+                                          "after a chat's first reply.")
+
+
+class ModelListBody(serializers.Serializer):
+    models = serializers.ListField(child=serializers.CharField(),
+                                   help_text="Model ids the provider serves.")
 
 
 class NamedProfileBody(serializers.Serializer):

@@ -8,17 +8,21 @@ from urllib.parse import urlsplit
 from django.db import IntegrityError, transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
+from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from access import services as access
 from gateway.api import IsAdminOrReadOnly, StrictSerializer, validated
 from gateway.errors import GatewayError
 from gateway.schema import responses
+from profiles import upstream
 from profiles.models import PROVIDERS, ModelProfile
 from profiles.serializers import (
     PROFILE_NAME,
     DefaultProfileBody,
+    ModelListBody,
     NamedProfileBody,
     ProfilesBody,
 )
@@ -49,6 +53,7 @@ class ProfileBodySerializer(StrictSerializer):
     max_output_tokens = serializers.IntegerField(min_value=1, max_value=10_000_000,
                                                  required=False, allow_null=True)
     vision = serializers.BooleanField(required=False)
+    auto_title = serializers.BooleanField(required=False, default=False)
 
 
 # Names that are routes under /api/profiles/ and so cannot name a profile.
@@ -91,9 +96,16 @@ def profile_by_name(name: str, *, in_body: bool = False, field: str = "name") ->
     return profile
 
 
-def profiles_listing() -> dict[str, Any]:
-    profiles = list(ModelProfile.objects.all())
-    default = next((p.name for p in profiles if p.is_default), None)
+def profiles_listing(user: Any = None) -> dict[str, Any]:
+    """Every profile (``user`` None), or those ``user`` may use with his default: the
+    gateway's when he may use it, else the first he may."""
+    if user is None:
+        profiles = list(ModelProfile.objects.all())
+        default = next((p.name for p in profiles if p.is_default), None)
+    else:
+        profiles = access.allowed_profiles(user)
+        fallback = access.default_for(user)
+        default = fallback.name if fallback else None
     return {"default": default, "profiles": {p.name: p.to_dict() for p in profiles}}
 
 
@@ -102,7 +114,7 @@ class ProfileListView(APIView):
 
     @extend_schema(responses=responses({200: ProfilesBody}), operation_id="api_profiles_list")
     def get(self, request: Request) -> Response:
-        return Response(profiles_listing())
+        return Response(profiles_listing(request.user))
 
     @extend_schema(request=ProfileCreateSerializer,
                    responses=responses({201: NamedProfileBody}, 403, 409, body=True))
@@ -113,7 +125,8 @@ class ProfileListView(APIView):
                                model=fields["model"], base_url=fields.get("base_url") or "",
                                context_window=fields.get("context_window"),
                                max_output_tokens=fields.get("max_output_tokens"),
-                               vision=fields.get("vision", False))
+                               vision=fields.get("vision", False),
+                               auto_title=fields["auto_title"])
         profile.set_api_key(fields.get("api_key"))
         try:
             with transaction.atomic():
@@ -129,12 +142,41 @@ class ProfileListView(APIView):
                         status=status.HTTP_201_CREATED)
 
 
+class ProfilePatchSerializer(ProfileBodySerializer):
+    """Every field optional; an ``api_key`` left out keeps the stored key (null or ""
+    clears it)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():
+            field.required = False
+        self.fields["auto_title"].default = serializers.empty
+
+
 class ProfileDetailView(APIView):
     permission_classes = [IsAdminOrReadOnly]
+
+    @extend_schema(parameters=[PROFILE_NAME], request=ProfilePatchSerializer,
+                   responses=responses({200: NamedProfileBody}, 403, 404, body=True))
+    def patch(self, request: Request, name: str) -> Response:
+        """Edit a profile in place (the key only when ``api_key`` is given)."""
+        profile = profile_by_name(name)
+        body = validated(ProfilePatchSerializer, request)
+        if "api_key" in body:
+            profile.set_api_key(body.pop("api_key"))
+        if "base_url" in body:
+            body["base_url"] = body["base_url"] or ""
+        for key, value in body.items():
+            setattr(profile, key, value)
+        profile.save()
+        return Response({"name": profile.name, "profile": profile.to_dict()})
 
     @extend_schema(parameters=[PROFILE_NAME], responses=responses({200: NamedProfileBody}, 404))
     def get(self, request: Request, name: str) -> Response:
         profile = profile_by_name(name)
+        if not access.may_use(request.user, profile):  # members see only what they may use
+            raise GatewayError("not_found", f"No profile named {name!r}; GET /api/profiles "
+                               "lists them.", 404)
         return Response({"name": profile.name, "profile": profile.to_dict()})
 
     @extend_schema(parameters=[PROFILE_NAME], responses=responses({204: None}, 400, 403, 404))
@@ -147,12 +189,22 @@ class ProfileDetailView(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+class ProfileModelsView(APIView):
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(parameters=[PROFILE_NAME], responses=responses({200: ModelListBody},
+                                                                  403, 404, 502))
+    def get(self, request: Request, name: str) -> Response:
+        """The models the profile's provider serves: also the "test connection"."""
+        return Response({"models": upstream.list_models(profile_by_name(name))})
+
+
 class DefaultProfileView(APIView):
     permission_classes = [IsAdminOrReadOnly]
 
     @extend_schema(responses=responses({200: DefaultProfileBody}))
     def get(self, request: Request) -> Response:
-        default = ModelProfile.get_default()
+        default = access.default_for(request.user)
         return Response({"default": default.name if default else None})
 
     @extend_schema(request=ProfileNameSerializer,

@@ -15,6 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("gateway_project", "gateway", "chats", "agents", "profiles", "permissions",
+            "users", "access", "usage", "audit",
             "mcp_servers", "dashboard", "files")
 APPS = tuple(p for p in PACKAGES if p != "gateway_project")
 

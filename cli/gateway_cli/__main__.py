@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from typing import Optional
 
@@ -26,6 +27,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--token", help="API token (gw_...)")
     p.add_argument("--chat", metavar="ID", help="use this chat (default: REPL resumes the "
                    "last chat; print mode starts a new one)")
+    p.add_argument("-c", "--continue", dest="continue_last", action="store_true",
+                   help="print mode: go on in the most recently active chat")
     p.add_argument("--new", action="store_true", help="REPL: start a new chat")
     p.add_argument("-p", "--print", dest="prompt", nargs="?", const="", default=None,
                    metavar="PROMPT", help="print mode: send PROMPT (or piped stdin), print "
@@ -46,6 +49,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["jobs"]:  # ``gateway-cli jobs ...``: the jobs subcommand
+        from .jobs import main as jobs_main
+
+        sys.exit(jobs_main(argv[1:]))
     args = parser().parse_args(argv)
     code = run(args)
     sys.exit(code)
@@ -74,19 +82,34 @@ def run(args: argparse.Namespace) -> int:
             print("gateway-cli: no prompt: pass -p \"...\" or pipe it on stdin",
                   file=sys.stderr)
             return USAGE_EXIT
+        if args.chat and args.continue_last:
+            print("gateway-cli: --chat and --continue exclude each other", file=sys.stderr)
+            return USAGE_EXIT
         mode = PrintMode(config, prompt, chat_id=args.chat, timeout=args.timeout,
                          as_json=args.json, allow_tools=args.allow_tools,
-                         verbose=args.verbose, files=args.file)
+                         verbose=args.verbose, continue_last=args.continue_last,
+                         files=args.file)
         try:
             return asyncio.run(mode.run())
         except KeyboardInterrupt:
             return 130
+        except BrokenPipeError:  # the reader left (``| head``): not an error of ours
+            _quiet_stdout()
+            return 0
     from .repl import Repl
 
     try:
         return asyncio.run(Repl(config, chat_id=args.chat, new_chat=args.new).run())
     except KeyboardInterrupt:
         return 130
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so the flush at exit does not fail on the closed pipe
+    again (and print a traceback)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 if __name__ == "__main__":

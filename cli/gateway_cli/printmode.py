@@ -31,6 +31,7 @@ class PrintMode:
     def __init__(self, config: Config, prompt: str, chat_id: Optional[str] = None,
                  timeout: Optional[float] = None, as_json: bool = False,
                  allow_tools: bool = False, verbose: bool = False,
+                 continue_last: bool = False,
                  out: TextIO = sys.stdout, err: TextIO = sys.stderr,
                  files: Optional[list[str]] = None) -> None:
         self.files = [Path(f) for f in files or []]
@@ -42,6 +43,7 @@ class PrintMode:
         self.as_json = as_json
         self.allow_tools = allow_tools
         self.verbose = verbose
+        self.continue_last = continue_last
         self.out = out
         self.err = err
         self.deadline = time.monotonic() + timeout if timeout else None
@@ -87,11 +89,15 @@ class PrintMode:
         api = GatewayAPI(self.config.url, self.config.token)
         try:
             try:
+                if self.continue_last:  # the gateway lists chats by last activity
+                    recent = await asyncio.wait_for(api.list_chats(limit=1), self._left())
+                    self.chat_id = recent[0]["chat_id"] if recent else None
                 if self.chat_id:
                     await asyncio.wait_for(api.get_chat(self.chat_id), self._left())
                 else:
-                    title = " ".join(self.prompt.split())[:60]
-                    chat = await asyncio.wait_for(api.create_chat(title=title), self._left())
+                    # Untitled: the gateway titles it from the prompt (and, when the
+                    # profile allows, the model writes a short title after the reply).
+                    chat = await asyncio.wait_for(api.create_chat(), self._left())
                     self.chat_id = chat["chat_id"]
             except ApiError as exc:
                 self._note(str(exc))

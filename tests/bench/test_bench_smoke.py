@@ -38,10 +38,14 @@ def test_streamed_turns_arrive_whole_and_in_order(report):
     assert latency["gateway"]["first_delta_ms"]["n"] == results["sizes"]["latency_turns"]
     assert latency["direct"]["text_ok"] and latency["direct_openai"]["text_ok"]
     assert results["big"]["gateway"]["failed_turns"] == 0 and results["big"]["ratio"] > 0
+    paced_one = latency["paced"]  # one chat at a time, paced upstream
+    assert paced_one["gateway"]["failed_turns"] == 0
+    assert paced_one["gateway"]["first_delta_ms"]["n"] >= 3
     for part in ("load", "paced"):
         for level in results[part].values():
             gw = level["gateway"]
             assert gw["all_deltas_in_order"], gw
+            assert gw["delta_frames_per_turn"] >= 1
             assert gw["turns"] == level["chats"] * level["rounds"]
             assert level["direct"]["text_ok"] and level["direct_openai"]["text_ok"]
 

@@ -130,7 +130,9 @@ async def test_an_upstream_failure_ends_the_turn_with_an_error_and_the_chat_stay
     events = await receive_until(comm, ev.TURN_COMPLETE)
     errors = of_type(events, ev.ERROR)
     assert len(errors) == 1 and errors[0]["data"]["code"] == "upstream_error"
-    message = errors[0]["data"]["message"]
+    # A sentence for people; the technical text (profile, model, cause) as the detail.
+    assert errors[0]["data"]["message"].startswith("The model provider")
+    message = errors[0]["data"]["detail"]
     assert "'fake'" in message and "fake-model" in message
     if cause != "fake":
         assert cause in message
@@ -177,7 +179,9 @@ async def test_connection_refused_is_an_upstream_error(alice, db, upstream, sett
     events = await receive_until(comm, ev.TURN_COMPLETE)
     error = of_type(events, ev.ERROR)[0]["data"]
     assert error["code"] == "upstream_error"
-    assert "'dead'" in error["message"] and "connection" in error["message"].lower()
+    assert "'dead'" in error["detail"] and "connection" in error["detail"].lower()
+    assert error["message"] == ("The model provider could not be reached. Retry, or ask an "
+                                "admin to check the profile's address.")
     await comm.disconnect()
 
 
@@ -216,7 +220,8 @@ async def test_retries_are_bounded_and_then_the_turn_fails_clearly(
     await send(comm, {"type": "user_message", "content": "hi"})
     events = await receive_until(comm, ev.TURN_COMPLETE)
     error = of_type(events, ev.ERROR)[0]["data"]
-    assert error["code"] == "upstream_error" and "HTTP 429" in error["message"]
+    assert error["code"] == "upstream_error" and "HTTP 429" in error["detail"]
+    assert "limiting requests" in error["message"]
     assert len(upstream.requests) == 3
     await send(comm, {"type": "user_message", "content": "again"})
     events = await receive_until(comm, ev.TURN_COMPLETE)

@@ -37,9 +37,10 @@ def _create(actor: Any, **body: Any) -> dict:
 
 
 def _chat_at(owner: Any, created_at: dt.datetime, title: str = "") -> Chat:
-    """A chat created at a fixed moment, so the order of a listing is known."""
+    """A chat created (and last active) at a fixed moment, so the order of a listing is
+    known."""
     chat = Chat.objects.create(owner=owner, title=title)
-    Chat.objects.filter(pk=chat.pk).update(created_at=created_at)
+    Chat.objects.filter(pk=chat.pk).update(created_at=created_at, updated_at=created_at)
     chat.refresh_from_db()
     return chat
 
@@ -163,7 +164,7 @@ def test_creating_a_chat_needs_a_json_object(alice: Any, payload: str) -> None:
 
 # --- list ----------------------------------------------------------------------------
 
-def test_alice_lists_her_chats_newest_first(alice: Any) -> None:
+def test_alice_lists_her_chats_most_recently_active_first(alice: Any) -> None:
     older = _chat_at(alice.user, T0, "older")
     newest = _chat_at(alice.user, T0 + dt.timedelta(hours=2), "newest")
     middle = _chat_at(alice.user, T0 + dt.timedelta(hours=1), "middle")
@@ -194,14 +195,14 @@ def test_the_listing_shows_the_profile_of_each_chat(alice: Any, profile: Any) ->
     assert alice.client.get("/api/chats").json()["chats"][0]["profile"] == "fake"
 
 
-def test_a_page_holds_twenty_chats_unless_told(alice: Any) -> None:
-    for minute in range(25):
+def test_without_a_limit_every_chat_is_listed(alice: Any) -> None:
+    for minute in range(125):
         _chat_at(alice.user, T0 + dt.timedelta(minutes=minute))
 
     body = alice.client.get("/api/chats").json()
 
-    assert len(body["chats"]) == 20
-    assert body["next"] is not None
+    assert len(body["chats"]) == 125
+    assert body["next"] is None
 
 
 def test_the_cursor_leads_to_the_next_page(alice: Any) -> None:
@@ -306,7 +307,7 @@ def test_alice_gets_her_chat_with_its_messages(alice: Any) -> None:
     assert [(m["position"], m["role"], m["content"]) for m in body["messages"]] == [
         (0, "user", "hi"), (1, "assistant", "hello!")]
     assert set(body["messages"][0]) == {"id", "position", "role", "content", "status",
-                                        "compacted", "created_at"}
+                                        "compacted", "current", "created_at"}
     assert body["messages"][0]["status"] == "done"
     assert body["messages"][0]["compacted"] is False
     assert body["queued"] == []

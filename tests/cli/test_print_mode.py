@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 from tests.cli.conftest import run_cli, run_many
-from tests.e2e.server import ServeProcess
+from tests.e2e.server import ROOT, ServeProcess
 from tests.fake_upstream import FakeUpstream, HttpError, Text, ToolCalls
 
 
@@ -147,3 +149,38 @@ def test_url_and_token_from_a_config_file(cli_env, gateway: ServeProcess, tmp_pa
     assert named.stdout == "echo: configured\n"
     assert in_home.stdout == "echo: found at home\n"
     assert flagged.returncode == 4
+
+
+def test_continue_goes_on_in_the_most_recently_active_chat(cli_env, gateway: ServeProcess,
+                                                           upstream):
+    first = run_cli(cli_env, "-p", "remember the word teapot", "-v")
+    assert first.returncode == 0, first.stderr
+    chat_id = re.search(r"chat ([0-9a-f-]{36})", first.stderr).group(1)
+
+    again = run_cli(cli_env, "-p", "which word?", "--continue", "-v")
+
+    assert again.returncode == 0, again.stderr
+    assert f"chat {chat_id}" in again.stderr
+    with gateway.client() as http:
+        chat = http.get(f"/api/chats/{chat_id}").json()
+    assert [m["content"] for m in chat["messages"] if m["role"] == "user"] == [
+        "remember the word teapot", "which word?"]
+
+
+def test_chat_and_continue_together_are_a_usage_error(cli_env):
+    done = run_cli(cli_env, "-p", "x", "--continue", "--chat", "abc")
+    assert done.returncode == 2 and "exclude" in done.stderr
+
+
+def test_a_reader_that_leaves_early_is_not_an_error(cli_env, upstream: FakeUpstream,
+                                                    tmp_path: Path):
+    lines = "".join(f"line {n}\n" for n in range(400))
+    upstream.enqueue(Text(lines, chunk_size=20, delay=0.002))
+    err = tmp_path / "stderr.txt"
+    done = subprocess.run(
+        ["bash", "-c", f'"{sys.executable}" -m gateway_cli -p "many lines" 2>"{err}" '
+                       '| head -n 2; echo "cli=${PIPESTATUS[0]}"'],
+        env=cli_env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+    assert done.stdout.splitlines() == ["line 0", "line 1", "cli=0"]
+    assert "Traceback" not in err.read_text() and "BrokenPipe" not in err.read_text()

@@ -201,6 +201,18 @@ async def _turns(server: ServeProcess, upstream: FakeUpstream, chat_id: str,
     assert only(got, ev.ERROR)[0]["data"]["code"] == "upstream_error"
     assert got[-1]["data"]["stop_reason"] == "error"
 
+    # A budget that is used up: the turn is refused with what is left and when it resets.
+    with server.client() as http:
+        budget = await asyncio.to_thread(http.post, "/api/budgets", json={
+            "user": "admin", "period": "day", "limit_tokens": 1})
+    assert budget.status_code == 201, budget.text
+    await main.send({"type": "user_message", "content": "over budget"})
+    got = await main.until(ev.TURN_COMPLETE)
+    refusal = only(got, ev.ERROR)[0]["data"]
+    assert refusal["code"] == "budget_exceeded" and refusal["remaining"]["tokens"] == 0
+    with server.client() as http:
+        await asyncio.to_thread(http.delete, f"/api/budgets/{budget.json()['id']}")
+
     # A long reply is cancelled while a second message waits in the queue; sockets
     # joining meanwhile see the text streamed so far and the queue.
     long = Text("one two three four five six seven", pause_after=2)
@@ -250,6 +262,23 @@ async def _turns(server: ServeProcess, upstream: FakeUpstream, chat_id: str,
     seqs = [f["seq"] for f in replayed]
     assert seqs[0] > 2 and seqs == list(range(seqs[0], seqs[0] + len(seqs)))
     await again.ws.close()
+
+    # A new chat on a profile that lets the model title chats: agent.title after the
+    # first reply.
+    with server.client() as http:
+        assert (await asyncio.to_thread(http.post, "/api/profiles", json={
+            "name": "titled", "profile": {"provider": "openai", "model": "fake-model",
+                                          "base_url": upstream.url, "auto_title": True}})
+                ).status_code == 201
+        titled = (await asyncio.to_thread(http.post, "/api/chats", json={
+            "profile": "titled"})).json()["chat_id"]
+    upstream.enqueue(Text("Paris."), Text("Capital of France"))
+    fresh = await _open(server, titled, recorder)
+    await fresh.recv()
+    await fresh.send({"type": "user_message", "content": "capital of France?"})
+    got = await fresh.until(ev.TITLE)
+    assert got[-1]["data"] == {"title": "Capital of France"}
+    await fresh.ws.close()
 
 
 async def _close_codes(server: ServeProcess, chat_id: str) -> list[int]:

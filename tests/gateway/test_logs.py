@@ -54,3 +54,28 @@ async def test_a_turn_is_one_line_with_chat_duration_and_tokens(alice, profile, 
     assert line["stop_reason"] == "end_turn" and line["input_tokens"] == 12
     assert line["output_tokens"] == 1 and line["duration_ms"] >= 0
     assert alice.token not in json.dumps(line)
+
+
+def test_a_plain_request_line_shows_method_path_status_and_duration(alice, caplog):
+    from gateway.logs import PlainFormatter
+
+    caplog.set_level(logging.INFO, logger="gateway.request")
+    alice.client.get(f"/api/chats?limit=5&token={alice.token}")
+    record = next(r for r in caplog.records if r.name == "gateway.request")
+
+    line = PlainFormatter().format(record)
+
+    assert " INFO gateway.request GET /api/chats 200 " in line
+    assert line.endswith(" user=alice") and " ms " in line
+    assert alice.token not in line
+
+
+def test_a_plain_line_without_request_fields_keeps_its_message(caplog):
+    from gateway.logs import PlainFormatter
+
+    record = logging.makeLogRecord({"name": "chats.turns", "levelname": "INFO",
+                                    "msg": "recovered %d turn(s)", "args": (2,),
+                                    "chat_id": "abc"})
+
+    assert PlainFormatter().format(record).endswith(
+        "INFO chats.turns recovered 2 turn(s) chat_id=abc")

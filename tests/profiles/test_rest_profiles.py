@@ -19,7 +19,7 @@ pytestmark = pytest.mark.django_db
 API_KEY = "sk-live-0123456789abcdefWXYZ"
 FORBIDDEN = {"error": "forbidden", "message": "Only admins may do this."}
 PROFILE = {"provider": "openai", "model": "gpt-4o", "base_url": None, "api_key": None,
-           "context_window": None, "max_output_tokens": None, "vision": False}
+           "context_window": None, "max_output_tokens": None, "auto_title": False, "vision": False}
 
 
 def _create(actor: Any, name: str, **fields: Any) -> Any:
@@ -53,10 +53,10 @@ def test_alice_lists_the_profiles_and_the_default(alice: Any, profile: Any) -> N
         "default": "fake",
         "profiles": {
             "fake": {"provider": "openai", "model": "fake-model", "base_url": profile.base_url,
-                     "api_key": "...1234", "context_window": None, "max_output_tokens": None, "vision": False},
+                     "api_key": "...1234", "context_window": None, "max_output_tokens": None, "auto_title": False, "vision": False},
             "local": {"provider": "ollama", "model": "llama3.1",
                       "base_url": "http://localhost:11434/v1", "api_key": None,
-                      "context_window": 8192, "max_output_tokens": None, "vision": False},
+                      "context_window": 8192, "max_output_tokens": None, "auto_title": False, "vision": False},
         },
     }
 
@@ -95,7 +95,7 @@ def test_an_admin_creates_a_profile(admin: Any) -> None:
     assert response.status_code == 201
     assert response.json() == {"name": "gpt", "profile": {
         "provider": "openai", "model": "gpt-4o", "base_url": "https://api.openai.com/v1",
-        "api_key": "...WXYZ", "context_window": 128000, "max_output_tokens": 4096, "vision": False}}
+        "api_key": "...WXYZ", "context_window": 128000, "max_output_tokens": 4096, "auto_title": False, "vision": False}}
     stored = ModelProfile.objects.get(name="gpt")
     assert (stored.provider, stored.model, stored.context_window) == ("openai", "gpt-4o",
                                                                       128000)

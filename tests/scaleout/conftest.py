@@ -8,7 +8,10 @@ laptop without them skips, CI fails.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
+import time
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -16,11 +19,12 @@ from typing import Iterator
 import pytest
 
 from tests.conftest import need
-from tests.e2e.server import ServeProcess
+from tests.e2e.server import ServeProcess, free_port
 from tests.fake_upstream import FakeUpstream
 
 POSTGRES = os.environ.get("GATEWAY_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres")
 REDIS = os.environ.get("GATEWAY_TEST_REDIS", "redis://127.0.0.1:6379")
+REDIS_SERVER = shutil.which("redis-server")
 _used_redis_dbs: set[int] = set()
 
 
@@ -67,22 +71,82 @@ def redis_url() -> Iterator[str]:
     claims.delete(f"gateway-test-db-claim:{number}")
 
 
+def start_cluster(tmp_path: Path, pg_url: str, redis_url: str, upstream: FakeUpstream,
+                  extra_env: dict[str, str] | None = None
+                  ) -> tuple[ServeProcess, ServeProcess]:
+    """Two server processes on one database and one Redis, a profile on the fake
+    upstream. The caller stops them."""
+    env = {"DATABASE_URL": pg_url, "REDIS_URL": redis_url, "SECRET_KEY": "x" * 50,
+           "GATEWAY_TURN_LEASE_SECONDS": "2", "GATEWAY_UPSTREAM_RETRIES": "0",
+           "GATEWAY_WORKSPACE": str(tmp_path / "shared-workspaces"), **(extra_env or {})}
+    # Generous start-up: the machine running the suite may be busy.
+    first = ServeProcess(tmp_path / "a", env).start(timeout=90)
+    try:
+        second = ServeProcess(tmp_path / "b", env).start(timeout=90)
+    except Exception:
+        first.stop()
+        raise
+    second.admin_token = first.admin_token  # the second start found the admin existing
+    with first.client() as http:
+        assert http.post("/api/profiles", json={"name": "fake", "profile": {
+            "provider": "openai", "model": "fake-model",
+            "base_url": upstream.url}}).status_code == 201
+    return first, second
+
+
 @pytest.fixture
 def cluster(tmp_path: Path, pg_url: str, redis_url: str, upstream: FakeUpstream
             ) -> Iterator[tuple[ServeProcess, ServeProcess]]:
     """Two server processes on one database and one Redis, a profile on the fake upstream."""
-    env = {"DATABASE_URL": pg_url, "REDIS_URL": redis_url, "SECRET_KEY": "x" * 50,
-           "GATEWAY_TURN_LEASE_SECONDS": "2", "GATEWAY_UPSTREAM_RETRIES": "0",
-           "GATEWAY_WORKSPACE": str(tmp_path / "shared-workspaces")}
-    first = ServeProcess(tmp_path / "a", env).start()
-    second = ServeProcess(tmp_path / "b", env).start()
-    second.admin_token = first.admin_token  # the second start found the admin existing
+    first, second = start_cluster(tmp_path, pg_url, redis_url, upstream)
     try:
-        with first.client() as http:
-            assert http.post("/api/profiles", json={"name": "fake", "profile": {
-                "provider": "openai", "model": "fake-model",
-                "base_url": upstream.url}}).status_code == 201
         yield first, second
     finally:
         first.stop()
         second.stop()
+
+
+class OwnRedis:
+    """A redis-server of the test's own (never the shared one on 6379), so a test can
+    restart it. Nothing is saved: a restart loses every key, as a crash would."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.port = free_port()
+        self.dir = tmp_path / "redis"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> "OwnRedis":
+        self.proc = subprocess.Popen(
+            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.dir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not reachable("127.0.0.1", self.port):
+            if time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()  # like a crash: no chance to save or to say goodbye
+            self.proc.wait(10)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    need(REDIS_SERVER is not None, "redis-server is not installed")
+    server = OwnRedis(tmp_path).start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,4 +1,5 @@
-// The dashboard page: sign-in, the chat list, routing (#/, #/chats/<id>, #/settings).
+// The dashboard page: sign-in, the chat list, routing (#/, #/chats/<id>, #/settings,
+// #/tokens).
 //
 // The bearer token lives in sessionStorage only: this tab, until it closes. A password
 // sign-in (Django's session) gets a token of its own from POST /dashboard/token, which
@@ -8,11 +9,22 @@ import { h, say, when, makeApi, csrfToken } from './util.js';
 import { ChatView } from './chat.js';
 import { FilesPanel } from './files.js';
 import { renderSettings } from './settings.js';
+import { renderTokens } from './tokens.js';
+import { renderUsers } from './users.js';
+import { renderUsage } from './usage.js';
+import { renderAudit } from './audit.js';
 
 const TOKEN_KEY = 'gateway.token';
 const MINTED_KEY = 'gateway.tokenId';  // set when this page minted the token itself
 const PAGE_SIZE = 20;
+const SEARCH_PAUSE_MS = 250;
 const CHAT_ROUTE = /^\/chats\/([0-9a-fA-F-]{36})$/;
+// The team pages: route -> [view id, render, admins only].
+const TEAM_PAGES = {
+  '/usage': ['usage-view', renderUsage, false],
+  '/users': ['users-view', renderUsers, true],
+  '/audit': ['audit-view', renderAudit, true],
+};
 
 const config = JSON.parse(document.getElementById('gw-config').textContent);
 const byId = (id) => document.getElementById(id);
@@ -26,9 +38,11 @@ class App {
       shell: byId('shell'), whoami: byId('whoami'), signout: byId('signout'),
       settingsLink: byId('settings-link'), navToggle: byId('nav-toggle'),
       sidebar: byId('sidebar'), chatList: byId('chat-list'), moreChats: byId('more-chats'),
+      chatSearch: byId('chat-search'),
       newChat: byId('new-chat'), listError: byId('list-error'),
       homeView: byId('home-view'), chatView: byId('chat-view'),
       settingsView: byId('settings-view'), settingsBody: byId('settings-body'),
+      tokensView: byId('tokens-view'), tokensBody: byId('tokens-body'),
       chatTitle: byId('chat-title'), renameBtn: byId('rename-btn'),
       renameForm: byId('rename-form'), renameInput: byId('rename-input'),
       renameCancel: byId('rename-cancel'), deleteBtn: byId('delete-btn'),
@@ -89,6 +103,7 @@ class App {
     els.shell.hidden = false;
     els.whoami.textContent = this.me.username + (this.me.is_staff ? ' (admin)' : '');
     els.settingsLink.hidden = !this.me.is_staff;
+    byId('users-link').hidden = byId('audit-link').hidden = !this.me.is_staff;
     await this.loadChats(true);
     this.route();
   }
@@ -170,10 +185,19 @@ class App {
     const chat = CHAT_ROUTE.exec(path);
     if (chat) {
       this.openChat(chat[1].toLowerCase());
+    } else if (TEAM_PAGES[path] && (this.me.is_staff || !TEAM_PAGES[path][2])) {
+      const [view, render] = TEAM_PAGES[path];
+      this.closeChat();
+      this.show(view);
+      render(this, byId(view));
     } else if (path === '/settings') {
       this.closeChat();
       this.show('settings');
       renderSettings(this, this.els.settingsBody);
+    } else if (path === '/tokens') {
+      this.closeChat();
+      this.show('tokens');
+      renderTokens(this, this.els.tokensBody);
     } else {
       this.closeChat();
       this.show('home');
@@ -185,6 +209,8 @@ class App {
     this.els.homeView.hidden = view !== 'home';
     this.els.chatView.hidden = view !== 'chat';
     this.els.settingsView.hidden = view !== 'settings';
+    this.els.tokensView.hidden = view !== 'tokens';
+    for (const [id] of Object.values(TEAM_PAGES)) byId(id).hidden = view !== id;
   }
 
   openChat(chatId) {
@@ -223,6 +249,8 @@ class App {
   async loadChats(reset) {
     const params = new URLSearchParams({ limit: String(PAGE_SIZE) });
     if (!reset && this.nextCursor) params.set('cursor', this.nextCursor);
+    const query = this.els.chatSearch.value.trim();
+    if (query) params.set('q', query);
     try {
       const page = await this.api('GET', `/api/chats?${params}`);
       if (reset) this.els.chatList.replaceChildren();
@@ -240,7 +268,7 @@ class App {
     return h('li', { dataset: { chatId: chat.chat_id } },
       h('a', { href: `#/chats/${chat.chat_id}` },
         h('span', { class: 'chat-name', text: chat.title || 'New chat' }),
-        h('time', { datetime: chat.created_at, text: when(chat.created_at) })));
+        h('time', { datetime: chat.updated_at, text: when(chat.updated_at) })));
   }
 
   listItem(chatId) {
@@ -261,6 +289,16 @@ class App {
   showChatHead(detail) {
     this.els.chatTitle.textContent = detail.title || 'New chat';
     document.title = `${detail.title || 'New chat'} · Agent gateway`;
+  }
+
+  /** A title the server chose (from the first message, or the model's): no PATCH, so
+   * the server may still replace it with the model's title. */
+  showTitle(chat, title) {
+    if (!chat.detail) return;
+    chat.detail.title = title;
+    if (this.chat === chat) this.showChatHead(chat.detail);
+    const item = this.listItem(chat.chatId);
+    if (item) item.querySelector('.chat-name').textContent = title || 'New chat';
   }
 
   startRename() {
@@ -331,10 +369,9 @@ class App {
     this.fitInput();
     const detail = this.chat.detail;
     if (detail && !detail.title) {
-      // Name an untitled chat after its first message, as people would.
-      const title = text.trim().split('\n')[0].slice(0, 60);
-      detail.title = title;
-      this.rename(title);
+      // The server titles an untitled chat from its first message: show the same now.
+      const first = text.split('\n').find((line) => line.trim()) || '';
+      this.showTitle(this.chat, first.trim().split(/\s+/).join(' ').slice(0, 60));
     }
   }
 
@@ -351,6 +388,12 @@ class App {
     els.signout.addEventListener('click', () => this.signOut());
     els.newChat.addEventListener('click', () => this.newChat());
     els.moreChats.addEventListener('click', () => this.loadChats(false));
+    // Search as one types, once the typing pauses.
+    let searchTimer = null;
+    els.chatSearch.addEventListener('input', () => {
+      clearTimeout(searchTimer);
+      searchTimer = setTimeout(() => this.loadChats(true), SEARCH_PAUSE_MS);
+    });
     els.chatList.addEventListener('click', (event) => {
       if (event.target.closest('a')) this.setNav(false);  // also for the chat already open
     });

@@ -25,6 +25,47 @@ const STOP_REASONS = {
   max_tool_rounds: 'The turn stopped at the limit of tool rounds.',
 };
 
+// Error codes after which the turn gave no answer: offered a Retry.
+const RETRYABLE = new Set(['upstream_error', 'no_profile', 'turn_failed', 'interrupted']);
+
+/** "model · 12 in / 40 out · 1.2 s" for a reply. */
+function replyMeta(message, seconds = null) {
+  const parts = [];
+  if (message.model) parts.push(message.model);
+  const usage = message.usage || {};
+  if (usage.input_tokens || usage.output_tokens) {
+    parts.push(`${fmt(usage.input_tokens)} in / ${fmt(usage.output_tokens)} out`);
+  }
+  if (seconds !== null) parts.push(`${seconds.toFixed(1)} s`);
+  return parts.join(' · ');
+}
+
+/** A button that copies ``textNow()`` and says so. */
+function copyButton(textNow, label) {
+  const button = h('button', { type: 'button', class: 'ghost small copy', title: label,
+    'aria-label': label }, 'Copy');
+  button.addEventListener('click', async () => {
+    try {
+      await navigator.clipboard.writeText(textNow());
+      button.textContent = 'Copied';
+    } catch {
+      button.textContent = 'Copy failed';
+    }
+    setTimeout(() => { button.textContent = 'Copy'; }, 1500);
+  });
+  return button;
+}
+
+/** A copy button on every code block of rendered Markdown. */
+function addCodeCopy(root) {
+  for (const pre of root.querySelectorAll('pre')) {
+    if (pre.querySelector(':scope > .copy')) continue;
+    const code = pre.querySelector('code') || pre;
+    // Without the newline the fence leaves at the end of the block.
+    pre.prepend(copyButton(() => code.textContent.replace(/\n$/, ''), 'Copy code'));
+  }
+}
+
 /** The text of a message's content: a string, or a list of content blocks. */
 export function textOf(content) {
   if (content === null || content === undefined) return '';
@@ -136,6 +177,8 @@ export class ChatView {
     this.running = false;
     this.renderTimer = null;
     this.profile = null;
+    this.turnStarted = 0;        // performance.now() when the live turn started
+    this.reloadOnComplete = false;  // a retry/regenerate/edit runs: reload when it ends
     this.handlers = {
       'agent.queued': this.onQueued,
       'agent.turn_started': this.onTurnStarted,
@@ -155,6 +198,7 @@ export class ChatView {
         `Compacting the context: ${fmt(d.tokens_before)} of ${fmt(d.context_window)} tokens ` +
         'in use…', 'compaction'),
       'agent.context_compacted': this.onCompacted,
+      'agent.title': (d) => this.app.showTitle(this, d.title || ''),
     };
   }
 
@@ -338,12 +382,28 @@ export class ChatView {
       }
     };
     let box = null;
+    const errors = [...(detail.errors || [])];
+    const versions = new Map();  // id of the replacing message -> its box of old versions
+    const lastCurrent = [...(detail.messages || [])].reverse().find((m) => m.current !== false);
+    let userId = null;           // the user message the messages below answer
     for (const message of detail.messages || []) {
       if (message.position !== null && message.position !== undefined) {
         summariesBefore(message.position);
       }
       let target = transcript;
-      if (message.compacted) {
+      if (message.current === false) {
+        // Replaced by a retry, regenerate or edit: kept, folded where it was.
+        target = versions.get(message.superseded_by);
+        if (!target) {
+          target = h('details', { class: 'versions' }, h('summary'));
+          target.count = 0;
+          versions.set(message.superseded_by, target);
+          transcript.append(target);
+        }
+        target.count += 1;
+        target.firstChild.textContent = `Earlier version (${target.count} message(s), ` +
+          'replaced by a retry or an edit)';
+      } else if (message.compacted) {
         if (!box || box !== transcript.lastElementChild) {
           box = h('details', { class: 'compacted' }, h('summary'));
           box.count = 0;
@@ -353,8 +413,15 @@ export class ChatView {
         box.firstChild.textContent = `${box.count} earlier message(s), compacted`;
         target = box;
       }
-      this.renderMessage(message, target);
+      if (message.role === 'user') userId = message.id;
+      this.renderMessage(message, target, message.current === false ? null : userId);
+      while (errors.length && errors[0].after_position === message.position) {
+        const error = errors.shift();
+        const last = error.current && message === lastCurrent;
+        target.append(this.errorNote(error, last ? error.message_id : null));
+      }
     }
+    for (const error of errors) transcript.append(this.errorNote(error, null));
     summariesBefore(null);
     for (const message of detail.queued || []) {
       this.contents.set(message.id, message.content);
@@ -375,15 +442,20 @@ export class ChatView {
       h('div', { class: 'md' }, renderMarkdown(compaction.summary || '')));
   }
 
-  renderMessage(message, target) {
+  renderMessage(message, target, userId) {
     if (message.role === 'user') {
       this.contents.set(message.id, message.content);
       const el = this.userBubble(textOf(message.content), message.id);
+      if (userId !== null) this.addUserActions(el, message.id, message.content);
       this.userEls.set(message.id, el);
       target.append(el);
     } else if (message.role === 'assistant') {
       const text = textOf(message.content);
-      if (text) target.append(this.assistantBubble(text, message.status));
+      if (text) {
+        const el = this.assistantBubble(text, message.status, replyMeta(message));
+        if (userId !== null) this.addReplyActions(el, userId, () => text);
+        target.append(el);
+      }
       for (const call of message.tool_calls || []) {
         const fn = call.function || call;
         this.ensureCard(call.id, fn.name, parseArgs(fn.arguments), target);
@@ -445,11 +517,84 @@ export class ChatView {
       h('div', { class: 'bubble', text }), h('div', { class: 'meta' }));
   }
 
-  assistantBubble(text, status) {
-    const meta = status === 'interrupted' || status === 'cancelled' ? `(${status})` : '';
-    return h('div', { class: 'msg assistant' },
-      h('div', { class: 'bubble md' }, renderMarkdown(text)),
+  assistantBubble(text, status, about = '') {
+    const state = status === 'interrupted' || status === 'cancelled' ? `(${status})` : '';
+    const meta = [about, state].filter(Boolean).join(' ');
+    const bubble = h('div', { class: 'bubble md' }, renderMarkdown(text));
+    addCodeCopy(bubble);
+    return h('div', { class: 'msg assistant' }, bubble,
       meta ? h('div', { class: 'meta', text: meta }) : null);
+  }
+
+  /** Copy and Regenerate under a reply; ``userId`` is the message it answered. */
+  addReplyActions(el, userId, textNow) {
+    el.append(h('div', { class: 'msg-actions' },
+      copyButton(textNow, 'Copy reply'),
+      h('button', { type: 'button', class: 'ghost small', title: 'Ask for another answer; '
+        + 'this one stays reachable', onclick: () => this.resend(userId, 'regenerate') },
+      'Regenerate')));
+  }
+
+  /** Copy and Edit under a user message. */
+  addUserActions(el, id, content) {
+    const text = textOf(content);
+    el.append(h('div', { class: 'msg-actions' }, copyButton(() => text, 'Copy message'),
+      typeof content === 'string'
+        ? h('button', { type: 'button', class: 'ghost small',
+          onclick: () => this.startEdit(el, id, text) }, 'Edit') : null));
+  }
+
+  startEdit(el, id, text) {
+    if (el.querySelector('form')) return;
+    const input = h('textarea', { class: 'edit-input', rows: 3, 'aria-label': 'Edited message' });
+    input.value = text;
+    const form = h('form', { class: 'edit-form' }, input,
+      h('div', { class: 'msg-actions' },
+        h('button', { type: 'submit', class: 'primary small' }, 'Send edited'),
+        h('button', { type: 'button', class: 'small', onclick: () => form.remove() },
+          'Cancel')));
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      if (input.value.trim()) this.resend(id, 'edit', input.value);
+    });
+    el.append(form);
+    input.focus();
+  }
+
+  /** An error kept in the history: the sentence, the code, the technical detail folded
+   * away, and Retry when ``retryId`` (the failed turn's user message) is given. */
+  errorNote(error, retryId) {
+    const el = h('div', { class: 'note error', role: 'alert', dataset: { code: error.code } },
+      h('span', { class: 'error-text', text: `${error.message || 'Something went wrong.'} ` }),
+      h('code', { class: 'error-code', text: error.code || '' }));
+    if (error.detail) {
+      el.append(h('details', { class: 'error-detail' },
+        h('summary', { text: 'Technical detail' }), h('pre', { text: error.detail })));
+    }
+    if (retryId !== null && retryId !== undefined && error.retryable !== false) {
+      el.append(h('div', { class: 'msg-actions' },
+        h('button', { type: 'button', class: 'primary small retry',
+          onclick: () => this.resend(retryId, 'regenerate') }, 'Retry')));
+    }
+    if (error.current === false) el.classList.add('old');
+    return el;
+  }
+
+  /** Retry, regenerate or edit. The new turn streams in live like any other; when it is
+   * complete the history is reloaded, which shows the replaced messages folded (the
+   * server keeps them). In the event chain, so the turn's events wait for the answer. */
+  resend(messageId, how, content) {
+    say(this.els.chatError, '');
+    this.chain = this.chain.then(async () => {
+      try {
+        const body = how === 'edit' ? { content } : {};
+        await this.api('POST', `/api/chats/${this.chatId}/messages/${messageId}/${how}`, body);
+        this.reloadOnComplete = true;
+      } catch (err) {
+        say(this.els.chatError, err.detail);
+      }
+    });
+    return this.chain;
   }
 
   ensureCard(id, name, args, target) {
@@ -522,7 +667,11 @@ export class ChatView {
     this.renderTimer = null;
     this.renderText();
     if (this.turn && this.turn.textEl) {
-      this.turn.textEl.parentElement.classList.remove('live');
+      const reply = this.turn.textEl.parentElement;
+      reply.classList.remove('live');
+      reply.text = this.turn.text;
+      addCodeCopy(this.turn.textEl);
+      this.turn.lastReply = reply;
       this.turn.textEl = null;
       this.turn.text = '';
     }
@@ -553,6 +702,8 @@ export class ChatView {
       this.els.transcript.append(el);
     }
     this.turn = this.newTurn();
+    this.turn.messageId = data.message_id;
+    this.turnStarted = performance.now();
   }
 
   onToolRequest(data) {
@@ -583,10 +734,19 @@ export class ChatView {
 
   async onTurnComplete(data) {
     this.endText();
+    const lastReply = this.turn && this.turn.lastReply;
+    const userId = this.turn && this.turn.messageId;
+    if (lastReply && data.stop_reason !== 'error') {
+      const seconds = this.turnStarted ? (performance.now() - this.turnStarted) / 1000 : null;
+      const meta = replyMeta({ model: data.model, usage: data.usage }, seconds);
+      if (meta) lastReply.append(h('div', { class: 'meta', text: meta }));
+      if (userId !== undefined) this.addReplyActions(lastReply, userId, () => lastReply.text);
+    }
     this.clearApprovals();
     const reason = STOP_REASONS[data.stop_reason];
     if (reason) this.note(reason, 'warn');
-    const reconcile = this.turn && this.turn.reconcile;
+    const reconcile = (this.turn && this.turn.reconcile) || this.reloadOnComplete;
+    this.reloadOnComplete = false;
     this.finishTurn();
     // Joined mid-turn: a reply may have been saved between the history load and the
     // socket's state, so take the saved turn as the truth now that it is complete.
@@ -601,8 +761,9 @@ export class ChatView {
   }
 
   onError(data) {
-    const text = data.message || 'Something went wrong.';
-    this.note(data.code ? `${text} (${data.code})` : text, 'error');
+    this.endText();
+    const retryId = RETRYABLE.has(data.code) && this.turn ? this.turn.messageId : null;
+    this.els.transcript.append(this.errorNote(data, retryId));
     if (data.code === 'approval_timeout') this.clearApprovals();
     // These end the turn without a turn_complete.
     if (data.code === 'interrupted' || data.code === 'turn_failed') this.finishTurn();

@@ -56,6 +56,9 @@ function profilesSection(api) {
         h('td', { text: p.base_url || '—' }), h('td', { text: p.api_key || '—' }),
         h('td', { text: p.context_window ? fmt(p.context_window) : 'model default' }),
         h('td', { class: 'row-actions' },
+          h('button', { type: 'button', onclick: () => startEdit(name, p) }, 'Edit'),
+          h('button', { type: 'button', onclick: () => testConnection(name) },
+            'Test connection'),
           isDefault ? null : h('button', { type: 'button', onclick: async () => {
             await attempt(messages, () => api('PUT', '/api/profiles/default', { name }),
               `${name} is now the default profile.`);
@@ -79,42 +82,92 @@ function profilesSection(api) {
     provider: h('select', { id: 'pf-provider' },
       ...PROVIDERS.map((p) => h('option', { value: p, text: p }))),
     model: h('input', { id: 'pf-model', required: true, maxlength: 200,
-      placeholder: 'gpt-4o-mini' }),
+      placeholder: 'gpt-4o-mini', list: 'pf-models' }),
     base_url: h('input', { id: 'pf-base-url', type: 'url',
       placeholder: 'https://…/v1 (optional)' }),
     api_key: h('input', { id: 'pf-api-key', type: 'password', autocomplete: 'off' }),
     context_window: h('input', { id: 'pf-context-window', type: 'number', min: 256 }),
     max_output_tokens: h('input', { id: 'pf-max-output', type: 'number', min: 1 }),
   };
+  // The models the provider serves, offered as the Model field's choices.
+  const modelChoices = h('datalist', { id: 'pf-models' });
+  let editing = null;  // the name of the profile being edited, or null when adding
+  const heading = h('h4', { text: 'Add a profile' });
+  const submit = h('button', { type: 'submit', class: 'primary' }, 'Add profile');
+  const cancelEdit = h('button', { type: 'button', hidden: true, onclick: () => endEdit() },
+    'Cancel');
+
+  async function testConnection(name) {
+    const listing = await attempt(messages, () => api('GET', `/api/profiles/${name}/models`));
+    if (!listing) return;
+    say(messages.ok, `${name}: connected; the provider serves ${listing.models.length} ` +
+      'model(s).');
+    if (editing === name) {
+      modelChoices.replaceChildren(...listing.models.map((id) => h('option', { value: id })));
+    }
+  }
+
+  function startEdit(name, p) {
+    editing = name;
+    inputs.name.value = name;
+    inputs.name.disabled = true;
+    inputs.provider.value = p.provider;
+    inputs.model.value = p.model;
+    inputs.base_url.value = p.base_url || '';
+    inputs.api_key.value = '';
+    inputs.api_key.placeholder = p.api_key ? `${p.api_key} (empty: keep it)` : '';
+    inputs.context_window.value = p.context_window || '';
+    inputs.max_output_tokens.value = p.max_output_tokens || '';
+    heading.textContent = `Edit ${name}`;
+    submit.textContent = 'Save changes';
+    cancelEdit.hidden = false;
+    testConnection(name);
+    inputs.model.focus();
+  }
+
+  function endEdit() {
+    editing = null;
+    form.reset();
+    inputs.name.disabled = false;
+    inputs.api_key.placeholder = '';
+    modelChoices.replaceChildren();
+    heading.textContent = 'Add a profile';
+    submit.textContent = 'Add profile';
+    cancelEdit.hidden = true;
+  }
+
   const form = h('form', { class: 'form-grid', onsubmit: async (event) => {
     event.preventDefault();
     const profile = { provider: inputs.provider.value, model: inputs.model.value.trim() };
-    if (inputs.base_url.value.trim()) profile.base_url = inputs.base_url.value.trim();
+    if (inputs.base_url.value.trim() || editing) profile.base_url = inputs.base_url.value.trim();
     if (inputs.api_key.value) profile.api_key = inputs.api_key.value;
     for (const key of ['context_window', 'max_output_tokens']) {
       if (inputs[key].value) profile[key] = Number(inputs[key].value);
+      else if (editing) profile[key] = null;
     }
-    const name = inputs.name.value.trim();
-    const created = await attempt(messages,
-      () => api('POST', '/api/profiles', { name, profile }), `Added ${name}.`);
-    if (created) {
-      form.reset();
-      load();
+    const name = editing || inputs.name.value.trim();
+    const done = editing ? `Saved ${name}.` : `Added ${name}.`;
+    const saved = await attempt(messages, () => (editing
+      ? api('PATCH', `/api/profiles/${name}`, profile)
+      : api('POST', '/api/profiles', { name, profile })));
+    if (saved) {
+      endEdit();
+      await load();  // (clears the messages, so say it after)
+      say(messages.ok, done);
     }
   } },
   field('Name', inputs.name, 'letters, digits, - and _'),
   field('Provider', inputs.provider), field('Model', inputs.model),
   field('Base URL', inputs.base_url), field('API key', inputs.api_key, 'stored encrypted'),
   field('Context window', inputs.context_window, 'tokens; empty: the model\'s'),
-  field('Max output tokens', inputs.max_output_tokens),
-  h('div', { class: 'form-actions' }, h('button', { type: 'submit', class: 'primary' },
-    'Add profile')));
+  field('Max output tokens', inputs.max_output_tokens), modelChoices,
+  h('div', { class: 'form-actions' }, submit, cancelEdit));
 
   load();
   return h('section', { class: 'card', 'aria-labelledby': 'profiles-heading' },
     h('h3', { id: 'profiles-heading', text: 'Model profiles' }),
     h('div', { class: 'table-wrap' }, table), messages.error, messages.ok,
-    h('h4', { text: 'Add a profile' }), form);
+    heading, form);
 }
 
 // -- permissions --------------------------------------------------------------------------
@@ -175,8 +228,21 @@ function sandboxSection(api) {
       h('option', { value: 'ro', text: 'read-only' })),
   };
 
+  // Whether bubblewrap can run here, as /health reports it.
+  const availability = h('p', { id: 'sb-status', class: 'hint', role: 'status' });
+
   async function load() {
-    const config = await attempt(messages, () => api('GET', '/api/config/sandbox'));
+    const [config, health] = await Promise.all([
+      attempt(messages, () => api('GET', '/api/config/sandbox')),
+      attempt(messages, () => api('GET', '/health')),
+    ]);
+    const box = health && health.sandbox;
+    if (box) {
+      availability.textContent = box.available
+        ? `The sandbox is available on this server${box.enabled ? ' and on' : ' (off)'}.`
+        : `The sandbox is not available on this server: ${box.reason || 'unknown reason'}.`;
+      availability.className = box.available ? 'hint ok' : 'error';
+    }
     if (!config) return;
     for (const [key, input] of Object.entries(inputs)) {
       if (input.type === 'checkbox') input.checked = !!config[key];
@@ -207,7 +273,8 @@ function sandboxSection(api) {
     'Save sandbox config')));
   load();
   return h('section', { class: 'card', 'aria-labelledby': 'sandbox-heading' },
-    h('h3', { id: 'sandbox-heading', text: 'Sandbox' }), form, messages.error, messages.ok);
+    h('h3', { id: 'sandbox-heading', text: 'Sandbox' }), availability, form, messages.error,
+    messages.ok);
 }
 
 /** Fill `container` with the admin pages (or say they are for admins). */

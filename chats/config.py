@@ -1,0 +1,109 @@
+"""The admin-edited configuration every turn reads, cached per process.
+
+Model profiles, the permission policy, the sandbox config and the enabled MCP servers
+change rarely and are read by every turn, so each process keeps one snapshot of them and
+reloads it only when the configuration's version changed.
+
+The version is a random token in Django's cache, replaced whenever one of those rows is
+saved or deleted (``bump``, wired to the models' signals in ``chats.apps``): at once, so
+the saving process and its transaction see the change, and again after the commit, so
+another process that reloaded in between (and got the rows before the commit) reloads
+once more. Django's cache lives in the process in the embedded default (one process) and
+in Redis when ``REDIS_URL`` is set, so every process sees a change on its next read. A
+missing version (the cache was cleared, Redis restarted) counts as a change.
+
+``current()`` does database work when it reloads: call it where the database may be used
+(in the turn's one database call, in a sync view).
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+
+from agents.mcp import ServerConfig
+from agents.providers import ProviderConfig
+from agents.sandbox import SandboxPolicy
+from mcp_servers.models import McpServer
+from permissions.models import PermissionPolicy, SandboxConfig
+from profiles.models import ModelProfile
+
+VERSION_KEY = "gateway:config-version"
+
+
+@dataclass(frozen=True)
+class ConfigSnapshot:
+    """The configuration as it was at ``version``. Treat it as read-only: it is shared."""
+
+    version: str
+    profiles: dict[int, ProviderConfig]  # by profile id, API keys decrypted
+    default_profile_id: int | None
+    mode: str
+    overrides: dict[str, str]
+    sandbox: SandboxPolicy
+    mcp_servers: tuple[ServerConfig, ...]
+
+    def provider(self, profile_id: int | None) -> ProviderConfig | None:
+        """The chat's own profile, else the default one; None when there is neither."""
+        if profile_id is not None and profile_id in self.profiles:
+            return self.profiles[profile_id]
+        if self.default_profile_id is None:
+            return None
+        return self.profiles.get(self.default_profile_id)
+
+
+_snapshot: ConfigSnapshot | None = None
+_loading = threading.Lock()
+
+
+def current_version() -> str:
+    version = cache.get(VERSION_KEY)
+    if version is None:
+        cache.add(VERSION_KEY, uuid.uuid4().hex, timeout=None)
+        version = cache.get(VERSION_KEY) or ""
+    return version
+
+
+def current() -> ConfigSnapshot:
+    """The snapshot of the current version (reloaded from the database if it changed)."""
+    global _snapshot
+    # The sandbox in force also depends on an operator setting (tests change it).
+    version = f"{current_version()}:{settings.GATEWAY_UNSANDBOXED_TOOLS}"
+    snapshot = _snapshot
+    if snapshot is not None and snapshot.version == version:
+        return snapshot
+    with _loading:
+        if _snapshot is None or _snapshot.version != version:
+            # The version is read before the rows: a save in between leaves a snapshot
+            # tagged with the older version, which the next read replaces.
+            _snapshot = _load(version)
+        return _snapshot
+
+
+def _load(version: str) -> ConfigSnapshot:
+    from chats.store import provider_config  # the one ProviderConfig builder
+
+    rows = list(ModelProfile.objects.all())
+    profiles = {row.pk: provider_config(row) for row in rows}
+    default = next((row.pk for row in rows if row.is_default), None)
+    policy = PermissionPolicy.load()
+    sandbox = SandboxConfig.load()
+    servers = tuple(s.to_config() for s in McpServer.objects.filter(enabled=True))
+    return ConfigSnapshot(version=version, profiles=profiles, default_profile_id=default,
+                          mode=policy.mode, overrides=dict(policy.tool_overrides),
+                          sandbox=SandboxPolicy(**sandbox.policy()), mcp_servers=servers)
+
+
+def bump(**kwargs: Any) -> None:
+    """A configuration row changed: every process reloads on its next read."""
+    cache.set(VERSION_KEY, uuid.uuid4().hex, timeout=None)
+    transaction.on_commit(lambda: cache.set(VERSION_KEY, uuid.uuid4().hex, timeout=None))
+
+
+CACHED_MODELS = (ModelProfile, PermissionPolicy, SandboxConfig, McpServer)

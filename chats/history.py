@@ -1,0 +1,132 @@
+"""What a turn leaves in the chat's history besides its messages: the errors it ran
+into (kept as ``TurnError`` records with a sentence a person can act on and the
+technical text folded away), and the chat's title after its first reply.
+
+``observe`` is the one hook the turn runner calls for the events it sends; it looks at
+errors and at the end of a turn only, never at deltas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import uuid
+from typing import Any, Awaitable, Callable
+
+from channels.db import database_sync_to_async
+from django.db.models import Max
+
+from agents import events as ev
+from agents.providers import UpstreamError, call_model
+from chats import store, titles
+from chats.models import Chat, Message, TurnError
+from profiles.models import ModelProfile
+
+logger = logging.getLogger(__name__)
+
+Publish = Callable[[str, dict[str, Any]], Awaitable[Any]]
+WATCHED = frozenset({ev.ERROR, ev.TURN_COMPLETE})
+
+# Upstream failures, by what the technical text says, as sentences a person can act on.
+_UPSTREAM_SENTENCES: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"HTTP 429"), "The model provider is limiting requests right now. Wait a "
+     "moment, then retry."),
+    (re.compile(r"HTTP 40[13]"), "The model provider refused the profile's API key. An "
+     "admin should check the key in Settings."),
+    (re.compile(r"HTTP 404"), "The model provider does not know this model or address. An "
+     "admin should check the profile in Settings."),
+    (re.compile(r"HTTP 5\d\d"), "The model provider had an internal error. Retry in a "
+     "moment."),
+    (re.compile(r"connection failed|ConnectError", re.I), "The model provider could not be "
+     "reached. Retry, or ask an admin to check the profile's address."),
+    (re.compile(r"timed out|timeout", re.I), "The model provider did not answer in time. "
+     "Retry."),
+]
+_UPSTREAM_DEFAULT = "The model provider answered with an error. Retry, or ask an admin " \
+                    "to check the profile."
+
+
+def human_sentence(code: str, detail: str) -> str:
+    """The sentence shown for an error; the technical ``detail`` is shown folded."""
+    if code != "upstream_error":
+        return detail  # the gateway's own messages are already written for people
+    for pattern, sentence in _UPSTREAM_SENTENCES:
+        if pattern.search(detail):
+            return sentence
+    return _UPSTREAM_DEFAULT
+
+
+def keep_error(chat_id: str, message_id: int | None, code: str, detail: str) -> TurnError:
+    """Store an error of the turn that answers ``message_id`` after its last message."""
+    last = Message.objects.filter(chat_id=chat_id).aggregate(top=Max("position"))["top"]
+    text = human_sentence(code, detail)
+    return TurnError.objects.create(
+        chat_id=chat_id, message_id=message_id, after_position=last, code=code, text=text,
+        detail=detail if detail != text else "")
+
+
+async def observe(chat_id: str, message_id: int | None, first_reply: bool,
+                  event_type: str, data: dict[str, Any], publish: Publish,
+                  background: set[asyncio.Task[Any]]) -> dict[str, Any]:
+    """Called by the turn runner for the ``WATCHED`` events it sends; returns the data
+    to send (an error gains its sentence, its detail and its record's id)."""
+    if event_type == ev.ERROR:
+        detail = str(data.get("message", ""))
+        record = await database_sync_to_async(keep_error)(chat_id, message_id, data["code"],
+                                                          detail)
+        return {**data, "message": record.text, "detail": record.detail,
+                "error_id": record.id}
+    if event_type == ev.TURN_COMPLETE and first_reply and data.get("stop_reason") != "error":
+        # After the turn's events, so the reply is never held up by the title call.
+        task = asyncio.create_task(title_after_first_reply(uuid.UUID(chat_id), publish))
+        background.add(task)
+        task.add_done_callback(background.discard)
+    return data
+
+
+# --- the model-written title ---------------------------------------------------
+
+def _first_exchange(chat_id: uuid.UUID) -> tuple[Any, Chat, list[dict[str, Any]]] | None:
+    """The provider, the chat and its first question and answer, when the model may
+    title this chat; None otherwise."""
+    chat = Chat.objects.select_related("profile").filter(pk=chat_id).first()
+    profile = (chat.profile or ModelProfile.get_default()) if chat else None
+    if chat is None or profile is None or not profile.auto_title or not chat.title_auto:
+        return None
+    rows = Message.objects.filter(chat_id=chat_id, role__in=("user", "assistant"),
+                                  status="done").order_by("position")[:2]
+    exchange = [{"role": m.role, "content": titles.text_of(m.content)[:2000]} for m in rows]
+    if [m["role"] for m in exchange] != ["user", "assistant"]:
+        return None
+    return store.provider_config(profile), chat, exchange
+
+
+def _save(chat_id: uuid.UUID, title: str) -> bool:
+    return bool(Chat.objects.filter(pk=chat_id, title_auto=True).update(title=title))
+
+
+async def title_after_first_reply(chat_id: uuid.UUID,
+                                  publish: Callable[[str, dict[str, Any]], Awaitable[Any]]
+                                  ) -> None:
+    """Ask the model for a short title and tell the chat's sockets (``agent.title``)."""
+    found = await database_sync_to_async(_first_exchange)(chat_id)
+    if found is None:
+        return
+    provider, _chat, exchange = found
+    transcript = "\n\n".join(f"{m['role']}: {m['content']}" for m in exchange)
+
+    async def ignore(_text: str) -> None:
+        return None
+
+    try:
+        prompt = [{"role": "system", "content": titles.TITLE_PROMPT},
+                  {"role": "user", "content": transcript}]
+        reply = await call_model(provider, prompt, [], stream=False, on_delta=ignore,
+                                 timeout=30, retries=0)
+    except UpstreamError as exc:
+        logger.info("no model-written title for chat %s: %s", chat_id, exc)
+        return
+    title = titles.clean(reply.text)
+    if title and await database_sync_to_async(_save)(chat_id, title):
+        await publish(ev.TITLE, {"title": title})

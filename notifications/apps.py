@@ -1,0 +1,26 @@
+from typing import Any
+
+from django.apps import AppConfig
+
+
+class NotificationsConfig(AppConfig):
+    name = "notifications"
+    verbose_name = "Notifications"
+
+    def ready(self) -> None:
+        from gateway import hooks
+
+        hooks.serve_loop_started.connect(start_sender, dispatch_uid="notifications.sender")
+
+
+def start_sender(sender: Any, **kwargs: Any) -> None:
+    """On serve's event loop: the loop that sends queued deliveries."""
+    import asyncio
+
+    from notifications.outbox import run_forever
+
+    task = asyncio.get_event_loop().create_task(run_forever())
+    _running.add(task)  # the loop keeps only weak references to its tasks
+
+
+_running: set[Any] = set()

@@ -1,0 +1,163 @@
+"""Streamed text reaches ``on_delta`` whole and in order, its first piece on its own.
+
+Through the real ``openai`` client against the fake upstream over HTTP, and the relay
+alone with a clock the test drives (so the time bound is checked without timing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from agents.providers import DeltaRelay, ProviderConfig, UpstreamError, call_model
+from tests.fake_upstream import CutStream, FakeUpstream, Text, ToolCalls
+
+PIECES = [f"w{i} " for i in range(300)]
+
+
+def config(upstream: FakeUpstream) -> ProviderConfig:
+    return ProviderConfig(name="fake", provider="openai", model="fake-model",
+                          base_url=upstream.url)
+
+
+async def stream(upstream: FakeUpstream, on_delta=None, max_wait: float = 0.005):
+    deltas: list[str] = []
+
+    async def record(text: str) -> None:
+        deltas.append(text)
+        if on_delta:
+            await on_delta(text)
+
+    reply = await call_model(config(upstream), [{"role": "user", "content": "hi"}], [],
+                             stream=True, on_delta=record, timeout=10, retries=0,
+                             max_wait=max_wait)
+    return reply, deltas
+
+
+async def test_a_fast_upstream_gets_its_first_piece_out_alone(upstream: FakeUpstream) -> None:
+    upstream.enqueue(Text("".join(PIECES), chunks=PIECES))
+    reply, deltas = await stream(upstream)
+    assert deltas[0] == PIECES[0]
+    assert "".join(deltas) == "".join(PIECES) == reply.text
+    assert len(deltas) > 1
+
+
+async def test_a_slow_consumer_gets_everything_in_order_joined(upstream: FakeUpstream) -> None:
+    upstream.enqueue(Text("".join(PIECES), chunks=PIECES))
+
+    async def slow(text: str) -> None:
+        await asyncio.sleep(0.003)  # a busy socket: chunks gather meanwhile
+
+    reply, deltas = await stream(upstream, slow)
+    assert deltas[0] == PIECES[0]
+    assert "".join(deltas) == "".join(PIECES) == reply.text
+    assert len(deltas) < len(PIECES)  # joined while the previous delta was sent
+
+
+async def test_every_model_call_of_a_turn_flushes_its_own_first_piece(
+        upstream: FakeUpstream) -> None:
+    upstream.enqueue(ToolCalls([("c1", "bash", {"command": "true"})], content="Let me see. "),
+                     Text("".join(PIECES[:50]), chunks=PIECES[:50]))
+    first, deltas = await stream(upstream)
+    assert deltas[0] == "Let " and "".join(deltas) == "Let me see. "
+    assert [c.name for c in first.tool_calls] == ["bash"]
+    _, deltas = await stream(upstream)
+    assert deltas[0] == PIECES[0] and "".join(deltas) == "".join(PIECES[:50])
+
+
+async def test_a_cut_stream_keeps_exactly_the_text_that_was_sent(
+        upstream: FakeUpstream) -> None:
+    upstream.enqueue(CutStream("one two three four five", after_chunks=3))
+    deltas: list[str] = []
+
+    async def record(text: str) -> None:
+        deltas.append(text)
+
+    with pytest.raises(UpstreamError) as caught:
+        await call_model(config(upstream), [{"role": "user", "content": "hi"}], [],
+                         stream=True, on_delta=record, timeout=10, retries=0)
+    assert caught.value.partial == "".join(deltas) == "one two three "
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_text_never_waits_past_the_bound_while_the_reader_keeps_parsing() -> None:
+    clock = Clock()
+    sent: list[tuple[float, str]] = []
+
+    async def on_delta(text: str) -> None:
+        sent.append((clock.now, text))
+
+    relay = DeltaRelay(on_delta, max_wait=0.005, clock=clock)
+
+    async def reader() -> None:
+        # One long read: 40 pieces parsed 1 ms apart without the reader suspending.
+        for i in range(40):
+            clock.now = i * 0.001
+            relay.texts.append(f"{i} ")
+            await relay.parsed()
+        relay.wake()
+
+    await relay.run(reader())
+    assert sent[0] == (0.0, "0 ")
+    assert "".join(t for _, t in sent) == "".join(f"{i} " for i in range(40))
+    # Each delta went out at most the bound (plus the one piece parsing) after its
+    # oldest piece was parsed, instead of all at the end of the read.
+    assert len(sent) >= 6
+    for when, text in sent[1:]:
+        oldest = int(text.split()[0]) * 0.001
+        assert when - oldest <= 0.005 + 0.001 + 1e-9
+
+
+async def test_random_pacing_loses_and_reorders_nothing() -> None:
+    rng = random.Random(17)
+    pieces = [f"p{i}-" for i in range(500)]
+    got: list[str] = []
+
+    async def on_delta(text: str) -> None:
+        got.append(text)
+        if rng.random() < 0.3:
+            await asyncio.sleep(0)
+
+    relay = DeltaRelay(on_delta, max_wait=0.0)
+
+    async def reader() -> None:
+        for piece in pieces:
+            relay.texts.append(piece)
+            await relay.parsed()
+            if rng.random() < 0.2:
+                relay.wake()
+                await asyncio.sleep(0)
+        relay.wake()
+
+    await relay.run(reader())
+    assert got[0] == pieces[0]
+    assert "".join(got) == "".join(pieces)
+    assert relay.sent_text() == "".join(pieces)
+
+
+async def test_a_reader_error_comes_after_the_text_parsed_before_it() -> None:
+    got: list[str] = []
+
+    async def on_delta(text: str) -> None:
+        got.append(text)
+
+    relay = DeltaRelay(on_delta, max_wait=1.0)
+
+    async def reader() -> None:
+        for piece in ("a", "b", "c"):
+            relay.texts.append(piece)
+            await relay.parsed()
+        raise UpstreamError("broke")
+
+    with pytest.raises(UpstreamError):
+        await relay.run(reader())
+    assert "".join(got) == "abc" and got[0] == "a"

@@ -1,0 +1,78 @@
+"""The hot REST routes under ASGI: no thread hop per middleware, one for the view.
+
+Django's async handler hops to a thread for the ``request_started`` signal, for a sync
+view and for closing the response (``request_finished``); before the inline middlewares
+and ``OneHopAPIView`` every middleware hook and the rendering of a DRF response added
+one each (17 hops for ``/health``). Counted, not timed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import pytest
+from asgiref import sync
+from django.test import AsyncClient
+
+# request_started, the view (dispatch and rendering in one), request_finished.
+MOST_HOPS = 3
+
+
+@pytest.fixture
+def hops(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    count = [0]
+    original = sync.SyncToAsync.__call__
+
+    async def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        count[0] += 1
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(sync.SyncToAsync, "__call__", counting)
+    yield count
+
+
+class client_for:  # noqa: N801 - reads like the function it stands for
+    """An AsyncClient that sends the actor's token with every request."""
+
+    def __init__(self, actor: Any) -> None:
+        self.client = AsyncClient()
+        self.headers = {"authorization": f"Bearer {actor.token}"}
+
+    async def get(self, path: str, data: Any = None) -> Any:
+        return await self.client.get(path, data, headers=self.headers)
+
+    async def post(self, path: str, data: Any, **kwargs: Any) -> Any:
+        return await self.client.post(path, data, headers=self.headers, **kwargs)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_health_answers_with_one_hop_for_its_view(hops: list[int]) -> None:
+    response = await AsyncClient().get("/health")
+    assert response.status_code == 200 and response.json()["status"] in ("ok", "degraded")
+    assert hops[0] <= MOST_HOPS
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_creating_and_listing_chats_take_one_hop_each(alice: Any, hops: list[int]
+                                                            ) -> None:
+    client = client_for(alice)
+    hops[0] = 0
+    created = await client.post("/api/chats", {"title": "fast"}, content_type="application/json")
+    assert created.status_code == 201 and created.json()["title"] == "fast"
+    assert hops[0] <= MOST_HOPS
+    hops[0] = 0
+    listed = await client.get("/api/chats")
+    assert listed.status_code == 200
+    assert [c["title"] for c in listed.json()["chats"]] == ["fast"]
+    assert hops[0] <= MOST_HOPS
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_fast_path_keeps_errors_and_authentication(alice: Any) -> None:
+    refused = await AsyncClient().get("/api/chats")
+    assert refused.status_code == 401 and refused.json()["error"]
+    bad = await client_for(alice).post("/api/chats", {"title": 5 * "x" * 100},
+                                       content_type="application/json")
+    assert bad.status_code == 400 and "title" in bad.json()["fields"]
+    wrong = await client_for(alice).get("/api/chats", {"limit": "0"})
+    assert wrong.status_code == 400 and wrong.json()["error"] == "invalid_request"
