@@ -11,24 +11,27 @@ import httpx
 import pytest
 
 from tests.security.conftest import Gateway
+from tests.security.sandbox_serve import user_id
 
-ESCAPES = ["../victimfiles/secret.txt", "a/../../victimfiles/secret.txt",
-           "/etc/passwd", "~/secret.txt", "/workspace/../victimfiles/secret.txt",
+# Workspaces are named "@<user id>"; the fixture links the victim's as "victim" beside.
+ESCAPES = ["../victim/secret.txt", "a/../../victim/secret.txt",
+           "/etc/passwd", "~/secret.txt", "/workspace/../victim/secret.txt",
            "out/secret.txt", "out-file"]
 
 
 @pytest.fixture(scope="module")
 def actors(gateway: Gateway) -> dict[str, Any]:
     gateway.make_users(["filer", "victimfiles"])
-    filer = gateway.workspaces / "filer"
-    victim = gateway.workspaces / "victimfiles"
+    filer = gateway.workspaces / f"@{user_id(gateway.server, 'filer')}"
+    victim = gateway.workspaces / f"@{user_id(gateway.server, 'victimfiles')}"
     for root in (filer, victim):
         root.mkdir(parents=True, exist_ok=True)
+    os.symlink(victim.name, gateway.workspaces / "victim")  # so "../victim/..." would reach
     (victim / "secret.txt").write_text("the victim's secret")
     (filer / "mine.txt").write_text("filer's own")
     os.symlink(victim, filer / "out")  # a link leading out of the workspace
     os.symlink(victim / "secret.txt", filer / "out-file")
-    return {"gateway": gateway, "victim": victim}
+    return {"gateway": gateway, "victim": victim, "filer": filer}
 
 
 def client(actors: dict[str, Any], name: str) -> httpx.Client:
@@ -57,7 +60,7 @@ def test_writing_outside_the_workspace_is_refused(actors: dict[str, Any], path: 
     assert put.status_code in (400, 403, 404), put.text
     assert (actors["victim"] / "secret.txt").read_text() == "the victim's secret"
     assert moved.status_code in (400, 403, 404, 409), moved.text  # 409: the link is there
-    assert (actors["gateway"].workspaces / "filer/mine.txt").exists()
+    assert (actors["filer"] / "mine.txt").exists()
     # Removing the link "out-file" removes the link only, never what it points to.
     assert removed.status_code in (204, 400, 403, 404)
     assert (actors["victim"] / "secret.txt").exists()
