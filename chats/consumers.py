@@ -160,7 +160,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if isinstance(frame, frames.UserMessage):
             content = frame.content
             if frame.attachments:  # the files app turns the references into content blocks
-                content = await database_sync_to_async(with_attachments)(
+                content = await db(with_attachments)(
                     uuid.UUID(self.chat_id), content, frame.attachments)
             await self.manager.submit(self.chat_id, content, frame.stream)
         elif isinstance(frame, frames.Cancel):
