@@ -73,8 +73,8 @@ class BearerTokenAuthentication(TokenAuthentication):
             return super().authenticate(request)
         except exceptions.AuthenticationFailed:
             client = ratelimit.client_of_request(request)
+            ratelimit.check(client)  # already past the limit: 429, not 401
             ratelimit.record_failure(client)
-            ratelimit.check(client)
             raise
 
     def authenticate_credentials(self, token: bytes) -> tuple[Any, Any]:
@@ -112,9 +112,9 @@ def socket_token(scope: dict[str, Any], token: str) -> tuple[ApiToken | None, in
     if not token:
         return None, CLOSE_UNAUTHORIZED
     client = ratelimit.client_of_scope(scope)
-    ratelimit.record_failure(client)
     if ratelimit.retry_after(client) is not None:
         return None, ratelimit.CLOSE_RATE_LIMITED
+    ratelimit.record_failure(client)
     return None, CLOSE_UNAUTHORIZED
 
 
