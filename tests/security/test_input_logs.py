@@ -47,10 +47,12 @@ def test_daphnes_access_log_is_written_without_the_query() -> None:
     stream = io.StringIO()
     log = _access_log_without_query(AccessLogGenerator(stream))
 
-    log(None, "complete", {"path": f"/api/chats?token={TOKEN}", "status": 200,
-                           "method": "GET", "client": "127.0.0.1:5000", "time_taken": 0.01})
-    log(None, "connecting", {"path": f"/ws/abc?token={TOKEN}", "client": "127.0.0.1:5001"})
+    log("http", "complete", {"path": f"/api/chats?token={TOKEN}", "status": 200,
+                             "method": "GET", "client": "127.0.0.1:5000", "size": 10})
+    log("websocket", "connecting", {"path": f"/ws/abc?token={TOKEN}",
+                                    "client": "127.0.0.1:5001"})
 
     written = stream.getvalue()
     assert TOKEN not in written
     assert "GET /api/chats?[query removed]" in written
+    assert "WSCONNECTING /ws/abc?[query removed]" in written
