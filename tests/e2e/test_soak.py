@@ -74,7 +74,9 @@ def reply_for(body: dict) -> Reply:
         args = {"command": f"echo {tag}"} if tool == "bash" else {"path": "notes.txt"}
         return ToolCalls([(f"call-{tag}", tool, args)])
     if kind == "slow":
-        release = slow_releases.setdefault(tag, threading.Event())
+        # A new event per request: the soak numbers its turns from 1 again after the
+        # warm-up, so a tag comes back (with its old event already set).
+        release = slow_releases[tag] = threading.Event()
         return Text("slow " * 80, chunk_size=5, delay=0.03, pause_after=3, release=release)
     if kind in ("plain", "queued"):
         return Text(expected_text(tag), chunk_size=6, delay=0.004)
@@ -193,8 +195,8 @@ async def one_turn(run: ChatRun, http: httpx.AsyncClient, n: int) -> None:
                 verdict_sent = time.monotonic()
         elif kind_of in END_EVENTS:
             ends += 1
-            if kind == "slow":
-                slow_releases.setdefault(tag, threading.Event()).set()
+            if kind == "slow" and tag in slow_releases:
+                slow_releases[tag].set()
             problem = _check_end(kind, tag, kind_of, text)
             if problem:
                 run.problems.append(problem)
