@@ -8,10 +8,12 @@ the user deletes stays deleted (``.identity-seeded`` remembers what was seeded).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from agents import fs
+
 MARKER = ".identity-seeded"
+_MARKER_LIMIT = 4096  # bytes; a bigger marker is not ours
 
 TEMPLATES: dict[str, str] = {
     "PERSONALITY.md": """\
@@ -46,41 +48,36 @@ how something is done here.
 IDENTITY_FILES = tuple(TEMPLATES)
 
 
-def _seeded(workspace: Path) -> set[str]:
-    marker = workspace / MARKER
+def _seeded(ws: fs.Workspace) -> set[str]:
     try:
-        return set(marker.read_text(encoding="utf-8").split()) if marker.is_file() else set()
-    except (OSError, UnicodeError):
+        return set(ws.read_bytes(MARKER, _MARKER_LIMIT).decode("utf-8").split())
+    except (fs.FsError, UnicodeError):
         return set()
 
 
 def seed(workspace: Path) -> list[str]:
-    """Create the identity files this workspace never had; returns the names created."""
-    workspace.mkdir(parents=True, exist_ok=True)
-    marker = workspace / MARKER
-    done = _seeded(workspace)
-    created = []
-    for name, text in TEMPLATES.items():
-        if name in done:
-            continue
-        try:
-            # O_EXCL: an existing file, or a link in its place, is never written through.
-            fd = os.open(workspace / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            continue
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        created.append(name)
-    if set(TEMPLATES) - done:
-        if marker.is_symlink():
-            marker.unlink()
-        marker.write_text("\n".join(sorted(done | set(TEMPLATES))) + "\n", encoding="utf-8")
+    """Create the identity files this workspace never had; returns the names created.
+
+    Both the files and the marker go through ``agents.fs``: a file is created only where
+    nothing is (``O_EXCL``, so never through a link), and the marker is replaced by a
+    rename inside the workspace, so a link in its place is never written through.
+    """
+    with fs.Workspace(workspace) as ws:
+        done = _seeded(ws)
+        created = [name for name, text in TEMPLATES.items()
+                   if name not in done and ws.create_exclusive(name, text.encode("utf-8"))]
+        if set(TEMPLATES) - done:
+            ws.remove(MARKER, missing_ok=True)  # a link there goes, not what it points to
+            ws.write_bytes(MARKER, ("\n".join(sorted(done | set(TEMPLATES))) + "\n")
+                           .encode("utf-8"), parents=False)
     return created
 
 
 def present(workspace: Path, *, include_unseeded: bool = False) -> list[str]:
     """The identity files the workspace has (the prompt tells the agent to read them);
     with ``include_unseeded`` also those the next ``seed`` will create."""
-    pending = set(IDENTITY_FILES) - _seeded(workspace) if include_unseeded else set()
-    return [name for name in IDENTITY_FILES
-            if (workspace / name).is_file() or name in pending]
+    if not workspace.is_dir():  # a preview before the first turn creates nothing
+        return list(IDENTITY_FILES) if include_unseeded else []
+    with fs.Workspace(workspace, create=False) as ws:
+        pending = set(IDENTITY_FILES) - _seeded(ws) if include_unseeded else set()
+        return [name for name in IDENTITY_FILES if ws.is_file(name) or name in pending]

@@ -15,7 +15,7 @@ import platform
 from pathlib import Path
 from typing import Any, Sequence
 
-from agents import identity, skills as skills_mod, toolbox, tools
+from agents import fs, identity, skills as skills_mod, toolbox, tools
 from agents.skills import Skill
 
 logger = logging.getLogger(__name__)
@@ -107,13 +107,13 @@ def prepare_system_prompt(workspace: Path, sandboxed: bool, skills_dir: Path | N
         if write:
             identity.seed(workspace)
         identity_files = identity.present(workspace, include_unseeded=not write)
-    except OSError:
+    except (OSError, fs.FsError):
         logger.exception("seeding the identity files of %s failed", workspace)
     try:
         found = skills_mod.discover(skills_dir)
         if write:
             skills_mod.sync_into(workspace, skills_dir, found)
-    except OSError:
+    except (OSError, fs.FsError):
         logger.exception("mirroring the skills into %s failed", workspace)
         found = []
     return build_system_prompt(workspace, sandboxed, extra_tools=extra_tool_schemas(),

@@ -17,13 +17,13 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from agents import fs
 
 logger = logging.getLogger(__name__)
 
@@ -95,71 +95,67 @@ def discover(skills_dir: Path | None) -> list[Skill]:
 
 
 def sync_into(workspace: Path, skills_dir: Path | None, skills: list[Skill]) -> None:
-    """Mirror the skills' folders into ``<workspace>/.skills/``."""
-    if skills_dir is None or not skills:
-        if (workspace / WORKSPACE_FOLDER).exists():
-            _remove(workspace / WORKSPACE_FOLDER)
-        return
-    root = _real_dir(workspace / WORKSPACE_FOLDER)
-    wanted = {skill.folder for skill in skills}
-    for entry in list(root.iterdir()):
-        if entry.name not in wanted:
-            _remove(entry)
-    for skill in skills:
-        _mirror(skills_dir / skill.folder, root / skill.folder, [MAX_SKILL_BYTES])
+    """Mirror the skills' folders into ``<workspace>/.skills/``.
+
+    Every change inside the workspace goes through ``agents.fs`` (resolved beneath the
+    open workspace folder, links never followed out), so a user swapping folders of the
+    mirror for links while this runs cannot make it delete or write anything outside.
+    """
+    with fs.Workspace(workspace) as ws:
+        if skills_dir is None or not skills:
+            ws.remove(WORKSPACE_FOLDER, missing_ok=True)
+            return
+        _real_dir(ws, WORKSPACE_FOLDER)
+        wanted = {skill.folder for skill in skills}
+        for entry in ws.listdir(WORKSPACE_FOLDER):
+            if entry.name not in wanted:
+                ws.remove(f"{WORKSPACE_FOLDER}/{entry.name}", missing_ok=True)
+        for skill in skills:
+            _mirror(ws, skills_dir / skill.folder, f"{WORKSPACE_FOLDER}/{skill.folder}",
+                    [MAX_SKILL_BYTES])
 
 
-def _real_dir(path: Path) -> Path:
+def _real_dir(ws: fs.Workspace, path: str) -> None:
     """``path`` as a real folder: a link or file in its place is removed first."""
-    if path.is_symlink() or (path.exists() and not path.is_dir()):
-        _remove(path)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    if ws.kind(path, follow=False) not in (None, "dir"):
+        ws.remove(path, missing_ok=True)
+    ws.mkdir(path)
 
 
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)
-
-
-def _mirror(src: Path, dst: Path, budget: list[int]) -> None:
-    _real_dir(dst)
+def _mirror(ws: fs.Workspace, src: Path, dst: str, budget: list[int]) -> None:
+    _real_dir(ws, dst)
     sources = {e.name: e for e in os.scandir(src) if not e.is_symlink()
                and (e.is_dir() or e.is_file())}
-    for entry in list(dst.iterdir()):
-        source = sources.get(entry.name)
-        if source is None or source.is_dir() != (entry.is_dir() and not entry.is_symlink()):
-            _remove(entry)
-    for name, entry in sorted(sources.items()):
-        target = dst / name
-        if entry.is_dir():
-            _mirror(Path(entry.path), target, budget)
+    have = {entry.name: entry for entry in ws.listdir(dst)}
+    for name, entry in have.items():
+        source = sources.get(name)
+        if source is None or source.is_dir() != (entry.kind == "dir"):
+            ws.remove(f"{dst}/{name}", missing_ok=True)
+    for name, source in sorted(sources.items()):
+        target = f"{dst}/{name}"
+        if source.is_dir():
+            _mirror(ws, Path(source.path), target, budget)
             continue
-        stat = entry.stat()
-        budget[0] -= stat.st_size
+        info = source.stat()
+        budget[0] -= info.st_size
         if budget[0] < 0:
             logger.warning("skill file %s is left out: the skill is over %d bytes",
-                           entry.path, MAX_SKILL_BYTES)
-            _remove(target)
+                           source.path, MAX_SKILL_BYTES)
+            ws.remove(target, missing_ok=True)
             continue
-        if not target.is_symlink() and target.is_file():
-            have = target.stat()
-            if have.st_size == stat.st_size and int(have.st_mtime) == int(stat.st_mtime):
-                continue
-        _copy(Path(entry.path), target)
+        current = have.get(name)
+        if current is not None and current.kind == "file" and \
+                current.size == info.st_size and int(current.mtime) == int(info.st_mtime):
+            continue
+        _copy(ws, Path(source.path), target, info)
 
 
-def _copy(src: Path, target: Path) -> None:
-    """Copy through a temporary file and a rename: a link at ``target`` is replaced,
-    never followed."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".sync-")
-    try:
-        with os.fdopen(fd, "wb") as out, src.open("rb") as source:
-            shutil.copyfileobj(source, out)
-        shutil.copystat(src, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _copy(ws: fs.Workspace, src: Path, target: str, info: os.stat_result) -> None:
+    """Copy through a temporary file and a rename (``Workspace.write_bytes``); the
+    executable bits survive (as 0700 at most), the mtime marks the copy as current."""
+    if ws.kind(target, follow=False) == "link":
+        ws.remove(target)  # a link in the mirror is replaced, never written through
+    mode = 0o700 if info.st_mode & 0o111 else fs.FILE_MODE
+    with src.open("rb") as source:
+        ws.write_bytes(target, iter(lambda: source.read(fs.CHUNK), b""), parents=False,
+                       mode=mode, mtime_ns=info.st_mtime_ns)

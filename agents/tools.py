@@ -1,17 +1,22 @@
 """The built-in tools (`bash`, `read`, `write`, `edit`): their schemas and their execution.
 
-Every tool works inside one workspace folder. `read`, `write` and `edit` refuse any path
-that resolves outside it (``..``, absolute paths, symlinks pointing out); `bash` runs with
-the workspace as its working directory, through the sandbox when it is enabled.
+Every tool works inside one workspace folder. `read`, `write` and `edit` go through
+``agents.fs``: the kernel resolves each path beneath the open workspace folder, so
+``..``, absolute paths and symlinks pointing out are refused even when something swaps
+a folder for a link concurrently; only regular files are read or written, reads stream
+up to the output limit, and the work runs on a bounded pool of its own with a timeout.
+`bash` runs with the workspace as its working directory, through the sandbox when it is
+enabled.
 """
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from agents import fs
 from agents.sandbox import SandboxPolicy, format_result, run_command
 
 BUILTIN_TOOLS: list[dict[str, Any]] = [
@@ -87,95 +92,69 @@ class ToolResult:
 
 @dataclass(frozen=True)
 class ToolEnv:
-    """Where and how tools run for one turn."""
+    """Where and how tools run for one turn.
+
+    ``files`` is the bounded pool that runs ``read``, ``write`` and ``edit``, each within
+    ``file_timeout`` seconds; ``edit_limit`` caps the size of a file ``edit`` loads.
+    """
 
     workspace: Path
     sandbox: SandboxPolicy
     bash_timeout: float
     output_limit: int
+    file_timeout: float = 30.0
+    edit_limit: int = 8 * 1024 * 1024
+    files: fs.FileRunner = field(default_factory=fs.shared_runner)
 
 
 class ToolError(Exception):
     """A tool refused or failed; the message goes back to the model."""
 
 
-def confine(workspace: Path, raw: Any) -> Path:
-    """The real path of ``raw`` inside ``workspace``; ToolError if it would leave it.
-
-    ``/workspace/x`` (the path the sandbox shows) is accepted as ``x``. Any other absolute
-    path is refused, and so is anything that resolves (through ``..`` or a symlink)
-    outside the workspace.
-    """
-    if not isinstance(raw, str) or not raw.strip():
-        raise ToolError("'path' must be a non-empty string")
-    if "\x00" in raw:
-        raise ToolError("'path' must not contain NUL bytes")
-    path = raw.strip()
-    if path == "/workspace" or path.startswith("/workspace/"):
-        path = path[len("/workspace"):].lstrip("/") or "."
-    if Path(path).is_absolute() or path.startswith("~"):
-        raise ToolError(f"{raw!r} is outside the workspace: use a path relative to it")
-    root = workspace.resolve()
+def _path(args: dict[str, Any]) -> str:
     try:
-        target = (root / path).resolve()
-    except RuntimeError:  # a symlink loop (Python < 3.13 raises RuntimeError for it)
-        raise ToolError(f"{raw!r} goes through a symlink loop") from None
-    if target != root and not target.is_relative_to(root):
-        raise ToolError(f"{raw!r} resolves outside the workspace; refused")
-    return target
+        return fs.clean(args.get("path"))
+    except fs.FsError as exc:
+        raise ToolError(exc.message) from None
 
 
-def _read(env: ToolEnv, args: dict[str, Any]) -> str:
-    path = confine(env.workspace, args.get("path"))
-    if not path.is_file():
-        raise ToolError(f"{args.get('path')!r} is not a file")
-    data = path.read_bytes()
-    if b"\x00" in data[:8192]:
-        raise ToolError(f"{args.get('path')!r} looks like a binary file ({len(data)} bytes)")
-    text = data.decode("utf-8", errors="replace")
-    offset, limit = args.get("offset"), args.get("limit")
-    if offset is not None or limit is not None:
-        lines = text.splitlines(keepends=True)
-        start = max(int(offset or 1), 1) - 1
-        end = start + int(limit) if limit else None
-        text = "".join(lines[start:end])
-    if len(text) > env.output_limit:
-        text = text[:env.output_limit] + f"\n[... truncated: file has {len(data)} bytes]"
-    return text
-
-
-def _write(env: ToolEnv, args: dict[str, Any]) -> str:
+def _writable(env: ToolEnv) -> None:
     if env.sandbox.enabled and env.sandbox.workspace_mode == "ro":
         raise ToolError("the workspace is read-only (sandbox workspace_mode 'ro')")
-    path = confine(env.workspace, args.get("path"))
+
+
+def _read(env: ToolEnv, args: dict[str, Any], deadline: float) -> str:
+    path = _path(args)
+    offset, limit = args.get("offset"), args.get("limit")
+    with fs.Workspace(env.workspace) as ws:
+        got = ws.read_text(path, env.output_limit, offset=int(offset) if offset else None,
+                           limit=int(limit) if limit else None, deadline=deadline)
+    if got.truncated:
+        return got.text + f"\n[... truncated: file has {got.size} bytes]"
+    return got.text
+
+
+def _write(env: ToolEnv, args: dict[str, Any], deadline: float) -> str:
+    _writable(env)
+    path = _path(args)
     content = args.get("content")
     if not isinstance(content, str):
         raise ToolError("'content' must be a string")
-    if path.is_dir():
-        raise ToolError(f"{args.get('path')!r} is a folder")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(content, encoding="utf-8")
-    return f"Wrote {len(content.encode())} bytes to {path.relative_to(env.workspace.resolve())}"
+    with fs.Workspace(env.workspace) as ws:
+        written = ws.write_bytes(path, content.encode("utf-8"), deadline=deadline)
+    return f"Wrote {written} bytes to {path}"
 
 
-def _edit(env: ToolEnv, args: dict[str, Any]) -> str:
-    if env.sandbox.enabled and env.sandbox.workspace_mode == "ro":
-        raise ToolError("the workspace is read-only (sandbox workspace_mode 'ro')")
-    path = confine(env.workspace, args.get("path"))
+def _edit(env: ToolEnv, args: dict[str, Any], deadline: float) -> str:
+    _writable(env)
+    path = _path(args)
     old, new = args.get("old_string"), args.get("new_string")
     if not isinstance(old, str) or not isinstance(new, str) or not old:
         raise ToolError("'old_string' (non-empty) and 'new_string' must be strings")
-    if not path.is_file():
-        raise ToolError(f"{args.get('path')!r} is not a file")
-    text = path.read_text(encoding="utf-8")
-    count = text.count(old)
-    if count == 0:
-        raise ToolError("old_string was not found in the file")
-    if count > 1 and not args.get("replace_all"):
-        raise ToolError(f"old_string occurs {count} times; make it unique or set replace_all")
-    path.write_text(text.replace(old, new), encoding="utf-8")
-    return f"Replaced {count if args.get('replace_all') else 1} occurrence(s) in " \
-           f"{path.relative_to(env.workspace.resolve())}"
+    with fs.Workspace(env.workspace) as ws:
+        count = ws.edit_text(path, old, new, replace_all=bool(args.get("replace_all")),
+                             max_bytes=env.edit_limit)
+    return f"Replaced {count} occurrence(s) in {path}"
 
 
 _FILE_TOOLS = {"read": _read, "write": _write, "edit": _edit}
@@ -183,7 +162,7 @@ _FILE_TOOLS = {"read": _read, "write": _write, "edit": _edit}
 
 async def run_tool(name: str, args: dict[str, Any], env: ToolEnv) -> ToolResult:
     """Run one built-in tool; failures come back as an error result, never an exception."""
-    env.workspace.mkdir(parents=True, exist_ok=True)
+    env.workspace.mkdir(mode=fs.DIR_MODE, parents=True, exist_ok=True)
     try:
         if name == "bash":
             command = args.get("command")
@@ -197,8 +176,11 @@ async def run_tool(name: str, args: dict[str, Any], env: ToolEnv) -> ToolResult:
         handler = _FILE_TOOLS.get(name)
         if handler is None:
             raise ToolError(f"unknown tool {name!r}")
-        return ToolResult(await asyncio.to_thread(handler, env, args))
+        return ToolResult(await env.files.run(partial(handler, env, args),
+                                              timeout=env.file_timeout))
     except ToolError as exc:
         return ToolResult(f"Error: {exc}", is_error=True)
-    except (OSError, UnicodeError, ValueError) as exc:
+    except fs.FsError as exc:
+        return ToolResult(f"Error: {exc.message}", is_error=True)
+    except (OSError, UnicodeError, ValueError, TypeError) as exc:
         return ToolResult(f"Error: {type(exc).__name__}: {exc}", is_error=True)

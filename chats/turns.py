@@ -329,7 +329,9 @@ class TurnManager:
                       *setup.history],
             tools=toolbox.schemas(),
             tool_env=ToolEnv(setup.workspace, setup.sandbox, settings.GATEWAY_BASH_TIMEOUT,
-                             settings.GATEWAY_TOOL_OUTPUT_LIMIT),
+                             settings.GATEWAY_TOOL_OUTPUT_LIMIT,
+                             # a file operation gets no more time than a shell command
+                             file_timeout=settings.GATEWAY_BASH_TIMEOUT),
             stream=setup.stream, max_rounds=settings.GATEWAY_MAX_TOOL_ROUNDS,
             timeout=settings.GATEWAY_UPSTREAM_TIMEOUT,
             retries=settings.GATEWAY_UPSTREAM_RETRIES, refresh_env=_current_sandbox,

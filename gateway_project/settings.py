@@ -176,7 +176,8 @@ MIGRATION_MODULES = {"knox": None}
 SPECTACULAR_SETTINGS = {
     "TITLE": "Agent gateway API",
     "DESCRIPTION": "REST API of the agent gateway. The WebSocket protocol is described in "
-                   "docs/protocol.md of the repository.",
+                   "docs/protocol.md of the repository; its machine-readable contract is "
+                   "the AsyncAPI 3.0 document at [/api/asyncapi.json](/api/asyncapi.json).",
     "VERSION": VERSION,
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,

@@ -1,11 +1,12 @@
 """URL routes: the REST API (with the Clotho-compatible aliases of docs/api.md), admin,
-schema, dashboard."""
+the OpenAPI and AsyncAPI documents, dashboard."""
 
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from chats import views as chats
+from chats.contract import AsyncApiView
 from gateway import views as gateway
 from mcp_servers import views as mcp_servers
 from permissions import views as permissions
@@ -40,6 +41,7 @@ api = [
     path("tokens/<str:token_id>", gateway.TokenDetailView.as_view()),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("asyncapi.json", AsyncApiView.as_view(), name="asyncapi"),
 ]
 
 urlpatterns = [

@@ -49,8 +49,6 @@ class ServeProcess:
         return f"ws://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 90) -> "ServeProcess":
-        # Generous: a first start migrates a fresh database, which takes tens of seconds
-        # on a busy 2-core machine (PostgreSQL more than SQLite).
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
