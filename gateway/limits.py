@@ -15,7 +15,6 @@ from typing import Any, Iterator
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from gateway.errors import json_error
 from gateway.middleware import HybridMiddleware
 
 
@@ -36,6 +35,10 @@ def refusal(request: HttpRequest) -> HttpResponse | None:
         return None
     if size <= limit:
         return None
+    # Imported here: gateway.errors imports DRF, whose settings import our JSON parser,
+    # which imports this module.
+    from gateway.errors import json_error
+
     return json_error("request_too_large",
                       f"The body is larger than the limit of {limit} bytes.", 413)
 
