@@ -141,7 +141,7 @@ def test_every_api_operation_documents_its_responses_and_the_error_body(anon: An
             has_success = any(code.startswith("2") for code in statuses)
             if not has_success or needed - statuses:
                 missing.append((method, path, sorted(needed - statuses)))
-            for code in statuses - {"200", "201", "204"}:
+            for code in (c for c in statuses if not c.startswith("2")):
                 content = operation["responses"][code]["content"]["application/json"]
                 if content["schema"] != {"$ref": "#/components/schemas/ErrorBody"}:
                     missing.append((method, path, code))
