@@ -2,8 +2,10 @@
 
 Connect: authenticate (close 4001), check ownership (close 4004), join the chat's group,
 send ``agent.state`` and, with ``?since=<seq>``, the retained events after that seq.
-Receive: parse the frame and hand it to the turn manager. Group events are forwarded in
-seq order, each once.
+Receive: check that the token is still valid (else close 4001: nothing a revoked socket
+sends acts, an approval least of all), parse the frame and hand it to the turn manager.
+Group events are forwarded in seq order, each once. A revoked token or user, or an
+expired token, closes the socket with 4001 (``gateway.revocation``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.utils import timezone
 
 from agents import events as ev
 from audit.services import note_verdicts
@@ -24,13 +27,13 @@ from chats.access import get_chat_for
 from chats.hub import encode, group_name
 from chats.turns import get_manager
 from files.attachments import with_attachments
-from gateway.auth import socket_user
+from gateway import revocation
+from gateway.auth import CLOSE_UNAUTHORIZED, lookup_token, socket_token
 from gateway.errors import GatewayError
 from gateway.infra import db
 
 logger = logging.getLogger(__name__)
 
-CLOSE_UNAUTHORIZED = 4001
 CLOSE_NOT_FOUND = 4004
 
 
@@ -67,15 +70,20 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.refresher: asyncio.Task[None] | None = None
         self.buffering = False
         self.local = False
+        self.token = ""
+        self.auth_groups: list[str] = []
+        self.expiry_watch: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         query = _query(self.scope)
-        user, refusal = await db(socket_user)(
-            self.scope, _token_from(self.scope, query))
-        if user is None:  # 4001 wrong or missing token, 4029 too many failures
+        self.token = _token_from(self.scope, query)
+        token_row, refusal = await db(socket_token)(self.scope, self.token)
+        if token_row is None:  # 4001 wrong or missing token, 4029 too many failures
             await self.accept()
             await self.close(code=refusal)
             return
+        user = token_row.user
+        await self.watch_revocation(token_row)
         try:
             chat = await db(get_chat_for)(
                 user, self.scope["url_route"]["kwargs"]["chat_id"])
@@ -90,7 +98,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.local = self.manager.hub.local_delivery
         if not self.local:
             await self.channel_layer.group_add(group_name(self.chat_id), self.channel_name)
-            self.refresher = asyncio.create_task(self.refresh_membership())
+        self.refresher = asyncio.create_task(self.refresh_membership())
         await self.accept()
         await self.send_snapshot(_since(query.get("since")))
 
@@ -133,15 +141,43 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def refresh_membership(self) -> None:
         """Both channel layers drop group members after a day (``group_expiry``); a
-        dashboard left open longer must keep getting its chat's events."""
+        dashboard left open longer must keep getting its chat's events (and hearing of
+        its token's revocation)."""
         while True:
             await asyncio.sleep(GROUP_REFRESH)
-            await self.channel_layer.group_add(group_name(self.chat_id), self.channel_name)
+            groups = [*self.auth_groups, *([] if self.local else [group_name(self.chat_id)])]
+            for group in groups:
+                await self.channel_layer.group_add(group, self.channel_name)
+
+    # -- revocation --------------------------------------------------------------------
+    async def watch_revocation(self, token_row: Any) -> None:
+        """Join the token's and the user's revocation groups, before the socket is
+        accepted (no revocation can fall between), and close at the token's expiry."""
+        self.auth_groups = [revocation.token_group(token_row.digest),
+                            revocation.user_group(token_row.user_id)]
+        for group in self.auth_groups:
+            await self.channel_layer.group_add(group, self.channel_name)
+        if token_row.expiry is not None:
+            self.expiry_watch = asyncio.create_task(self.close_at(token_row.expiry))
+
+    async def close_at(self, expiry: Any) -> None:
+        await asyncio.sleep(max(0.0, (expiry - timezone.now()).total_seconds()))
+        await self.close(code=CLOSE_UNAUTHORIZED)
+
+    async def auth_revoked(self, message: dict[str, Any]) -> None:
+        """The token or its user was revoked (``gateway.revocation``), on any process."""
+        await self.close(code=CLOSE_UNAUTHORIZED)
+
+    async def still_authorized(self) -> bool:
+        """The token checked again, as REST checks it at every request."""
+        return await db(lookup_token)(self.token) is not None
 
     async def disconnect(self, code: int) -> None:
-        for task in (self.gap_filler, self.refresher):
+        for task in (self.gap_filler, self.refresher, self.expiry_watch):
             if task:
                 task.cancel()
+        for group in self.auth_groups:
+            await self.channel_layer.group_discard(group, self.channel_name)
         if self.chat_id and self.local:
             self.manager.hub.unsubscribe(self.chat_id, self)
         elif self.chat_id:
@@ -150,6 +186,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None
                       ) -> None:
+        if not await self.still_authorized():
+            await self.close(code=CLOSE_UNAUTHORIZED)
+            return
         try:
             frame = frames.parse(text_data, settings.GATEWAY_MAX_FRAME_BYTES)
             await self.dispatch_frame(frame)
@@ -168,7 +207,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         else:
             verdicts = await db(_checked_verdicts)(
                 uuid.UUID(self.chat_id), frame)
-            await database_sync_to_async(note_verdicts)(  # who answered, for the audit log
+            await db(note_verdicts)(  # who answered, for the audit log
                 self.user, self.chat_id, verdicts, self.scope, self.channel_name)
             await self.manager.send_verdicts(self.chat_id, verdicts)
 

@@ -6,11 +6,11 @@ are accepted. Anything else raises ``GatewayError("invalid_event", ...)``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.errors import GatewayError
+from gateway.jsonio import checked_json
 
 VERDICTS = ("allow", "deny", "allow_chat")
 MAX_CONTENT_BLOCKS = 100
@@ -87,10 +87,8 @@ def parse(text: str | None, max_bytes: int) -> Frame:
         raise _invalid("send text frames containing JSON")
     if len(text) > max_bytes or len(text.encode("utf-8", "surrogatepass")) > max_bytes:
         raise _invalid(f"frame too large: the limit is {max_bytes} bytes")
-    try:
-        frame = json.loads(text)
-    except (ValueError, RecursionError):
-        raise _invalid("the frame is not valid JSON") from None
+    # The same bounds and text check as REST bodies: no lone surrogate or NUL gets stored.
+    frame = checked_json(text, "invalid_event", "invalid_event", what="frame")
     if not isinstance(frame, dict):
         raise _invalid("the frame must be a JSON object")
     kind = frame.get("type")

@@ -27,6 +27,7 @@ from agents.sandbox import SandboxPolicy
 from chats import config, titles
 from chats.models import Chat, Compaction, Message, PendingApproval
 from profiles.models import ModelProfile
+from gateway.limits import encodable
 
 # How workspaces were named before they were named by id; only to find and move them.
 _LEGACY_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,149}$")
@@ -181,7 +182,9 @@ def history_for_model(chat_id: uuid.UUID) -> list[dict[str, Any]]:
         .exclude(role="system").exclude(status="superseded").order_by("position")
     latest = Compaction.objects.filter(chat_id=chat_id).order_by("-id").first()
     head = [summary_message(latest.summary)] if latest else []
-    return [*head, *(row.to_openai() for row in rows)]
+    # encodable: text stored before input was checked may hold lone surrogates, which
+    # no request to the model can carry; they go as U+FFFD and the chat keeps working.
+    return encodable([*head, *(row.to_openai() for row in rows)])
 
 
 def provider_config(profile: ModelProfile | None, *, with_key: bool = True

@@ -72,8 +72,13 @@ def _decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         when, chat_id = raw.split("|")
-        return dt.datetime.fromisoformat(when), uuid.UUID(chat_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        moment = dt.datetime.fromisoformat(when)
+        if moment.tzinfo is None:
+            raise ValueError("a cursor's time has an offset")
+        # In UTC here: a time at the edge of the calendar with an offset (9999-12-31
+        # 23:59-23:59) cannot be, and the database layer would fail on it with a 500.
+        return moment.astimezone(dt.timezone.utc), uuid.UUID(chat_id)
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise GatewayError("invalid_cursor", "The cursor is not one this API returned.",
                            400, {"cursor": "Invalid cursor."}) from None
 

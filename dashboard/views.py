@@ -18,12 +18,12 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_POST
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from gateway.auth import create_token
+from gateway.errors import method_not_allowed
 from gateway.models import ApiToken
 
 DASHBOARD_TOKEN_NAME = "dashboard"
@@ -76,13 +76,14 @@ class DashboardLoginView(LoginView):
 
 
 @never_cache
-@require_POST
-def session_token(request: HttpRequest) -> JsonResponse:
+def session_token(request: HttpRequest) -> HttpResponse:
     """Mint a bearer token for the signed-in session (CSRF-checked by the middleware).
 
     The browser keeps it in ``sessionStorage`` and revokes it at sign-out; the expiry
     bounds the damage when it does not get the chance to.
     """
+    if request.method != "POST":  # a JSON route: not require_POST's empty 405
+        return method_not_allowed(request, ["POST"])
     user = request.user
     if not user.is_authenticated or not user.is_active:
         return JsonResponse({"error": "not_authenticated",

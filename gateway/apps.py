@@ -9,3 +9,6 @@ from django.apps import AppConfig
 class GatewayConfig(AppConfig):
     name = "gateway"
     verbose_name = "Gateway"
+
+    def ready(self) -> None:
+        from gateway import revocation  # noqa: F401 - connects its signal receivers

@@ -1,6 +1,8 @@
 """Bearer-token authentication for DRF views and for Channels sockets.
 
-Both go through django-rest-knox, so a token is checked the same way everywhere.
+Both go through ``lookup_token`` (django-rest-knox's digest check), so a token is checked
+the same way everywhere: at a request, at a socket's handshake and at each frame a socket
+sends (a revoked token's socket can no longer act, even before it is closed).
 """
 
 from __future__ import annotations
@@ -23,38 +25,63 @@ from gateway.models import ApiToken
 CLOSE_UNAUTHORIZED = 4001  # a socket's "401"
 
 
+class _KnoxCheck(TokenAuthentication):
+    """knox's digest comparison, without its scan of every token of the user."""
+
+    def _cleanup_token(self, auth_token: Any) -> bool:
+        # knox's version scans every token of the user on each request; an expired token
+        # only needs to go when it is the one presented (its deletion closes its sockets).
+        if auth_token.expiry is not None and auth_token.expiry < timezone.now():
+            auth_token.delete()
+            return True
+        return False
+
+
+_knox = _KnoxCheck()
+
+
+def lookup_token(token: bytes | str) -> tuple[AbstractBaseUser, ApiToken] | None:
+    """The one check of a presented token, for REST and sockets alike: its active user
+    and live row, or None (wrong, revoked, expired, or its user inactive).
+
+    A cache in front of it must be emptied by ``gateway.revocation``'s signal, which
+    fires whenever a token or a user stops being valid.
+    """
+    raw = token.encode("latin-1", "replace") if isinstance(token, str) else token
+    # Tokens are short ASCII; knox decodes as UTF-8 and would crash (a 500) on other bytes.
+    if not raw or len(raw) > 200 or not raw.isascii():
+        return None
+    try:
+        return _knox.authenticate_credentials(raw)
+    except exceptions.AuthenticationFailed:
+        return None
+
+
 class BearerTokenAuthentication(TokenAuthentication):
     """``Authorization: Bearer <token>``, hashed tokens from knox.
 
-    Wrong tokens are counted per client address; past the limit the address gets 429
-    before its token is looked at (``gateway.ratelimit``).
+    Wrong tokens are counted per client address; past the limit a wrong token gets 429
+    instead of 401 (``gateway.ratelimit``). A valid token is never refused: tokens are
+    long random secrets, and one client behind a shared address must not lock out the
+    others.
     """
 
     def authenticate(self, request: Request) -> tuple[Any, Any] | None:
         if not get_authorization_header(request):
             return None  # nothing presented, nothing guessed: DRF answers 401
-        client = ratelimit.client_of_request(request)
-        ratelimit.check(client)
         try:
             return super().authenticate(request)
         except exceptions.AuthenticationFailed:
+            client = ratelimit.client_of_request(request)
+            ratelimit.check(client)  # already past the limit: 429, not 401
             ratelimit.record_failure(client)
             raise
 
     def authenticate_credentials(self, token: bytes) -> tuple[Any, Any]:
-        # Tokens are ASCII; knox decodes the header as UTF-8 and would crash (a 500) on
-        # other bytes, so refuse them as any wrong token.
-        if not token.isascii():
+        found = lookup_token(token)
+        if found is None:
             raise exceptions.AuthenticationFailed("Invalid token.")
-        return super().authenticate_credentials(token)
-
-    def _cleanup_token(self, auth_token: Any) -> bool:
-        # knox's version scans every token of the user on each request; an expired token
-        # only needs to go when it is the one presented.
-        if auth_token.expiry is not None and auth_token.expiry < timezone.now():
-            auth_token.delete()
-            return True
-        return False
+        return found
 
 
 class BearerTokenScheme(OpenApiAuthenticationExtension):
@@ -71,27 +98,24 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
 
 def user_for_token(token: str) -> AbstractBaseUser | None:
     """The active user a raw token belongs to, or None (wrong, revoked or expired)."""
-    if not token or len(token) > 200:
-        return None
-    try:
-        user, _ = BearerTokenAuthentication().authenticate_credentials(token.encode())
-    except exceptions.AuthenticationFailed:
-        return None
-    return user
+    found = lookup_token(token)
+    return found[0] if found else None
 
 
-def socket_user(scope: dict[str, Any], token: str) -> tuple[AbstractBaseUser | None, int]:
-    """A socket's user, or None and the close code: 4001 for a missing or wrong token
-    (a wrong one counts like a wrong HTTP token), 4029 while the address is blocked."""
-    client = ratelimit.client_of_scope(scope)
-    if token and ratelimit.retry_after(client) is not None:
-        return None, ratelimit.CLOSE_RATE_LIMITED
-    user = user_for_token(token)
-    if user is None:
-        if token:
-            ratelimit.record_failure(client)
+def socket_token(scope: dict[str, Any], token: str) -> tuple[ApiToken | None, int]:
+    """A socket's token row (its ``user`` loaded), or None and the close code: 4001 for
+    a missing or wrong token, 4029 for a wrong one from an address past the failure limit
+    (wrong socket tokens count like wrong HTTP tokens; a valid one is never refused)."""
+    found = lookup_token(token)
+    if found is not None:
+        return found[1], 0
+    if not token:
         return None, CLOSE_UNAUTHORIZED
-    return user, 0
+    client = ratelimit.client_of_scope(scope)
+    if ratelimit.retry_after(client) is not None:
+        return None, ratelimit.CLOSE_RATE_LIMITED
+    ratelimit.record_failure(client)
+    return None, CLOSE_UNAUTHORIZED
 
 
 def create_token(user: AbstractBaseUser, name: str = "default",

@@ -108,9 +108,18 @@ def json_error(code: str, message: str, status: int) -> JsonResponse:
 
 # Django's own handlers, for what never reaches a DRF view (unknown URLs, crashes, bad
 # hosts, CSRF). The dashboard and admin keep Django's HTML pages; the API never does.
+# Paths whose every answer is JSON: the API, the socket endpoint (a plain HTTP request to
+# it), health, and the dashboard's JSON routes (``/dashboard/token``, ``/dashboard/me``).
+JSON_PREFIXES = ("/api/", "/ws/", "/dashboard/")
+JSON_PATHS = ("/api", "/ws", "/health", "/dashboard")
+
+
+def wants_json(path: str) -> bool:
+    return path.startswith(JSON_PREFIXES) or path in JSON_PATHS
+
+
 def _wants_html(request: HttpRequest) -> bool:
-    path = request.path
-    return not (path.startswith("/api/") or path in ("/api", "/health") or path.startswith("/ws/"))
+    return not wants_json(request.path)
 
 
 def handler400(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
@@ -141,4 +150,17 @@ def handler500(request: HttpRequest) -> HttpResponse:
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """``CSRF_FAILURE_VIEW``: JSON on the JSON paths, Django's page on the HTML ones."""
+    if _wants_html(request):
+        from django.views.csrf import csrf_failure as html_failure
+        return html_failure(request, reason)
     return json_error("csrf_failed", f"CSRF check failed: {reason}", 403)
+
+
+def method_not_allowed(request: HttpRequest, allowed: list[str]) -> HttpResponse:
+    """405 with the JSON body and ``Allow``, for views outside DRF."""
+    response = json_error("method_not_allowed",
+                          f"Method {request.method} is not allowed here; use "
+                          f"{', '.join(allowed)}.", 405)
+    response["Allow"] = ", ".join(allowed)
+    return response

@@ -1,7 +1,8 @@
 """Structured logs: one JSON object per line, one line per request and per turn.
 
 Secrets never reach a log line: request lines carry the path without its query string
-(a socket's ``?token=`` lives there), and no header, body or key is logged.
+(a socket's ``?token=`` lives there), both formatters remove any query string that other
+loggers (daphne, Django, tracebacks) put in a line, and no header, body or key is logged.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
 import time
 from typing import Any
 
@@ -22,8 +24,22 @@ request_log = logging.getLogger("gateway.request")
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
+# A query string after something that looks like a URL path, wherever a line has one:
+# daphne's and Django's own messages and tracebacks may quote a request's URL.
+_QUERY = re.compile(r"(/[^\s?\"'<>]*)\?[^\s\"'<>]*")
+QUERY_REMOVED = "?[query removed]"
+
+
+def without_query(text: str) -> str:
+    """``text`` with every URL's query string replaced by a marker."""
+    return _QUERY.sub(lambda m: m.group(1) + QUERY_REMOVED, text) if "?" in text else text
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        return without_query(self._format(record))
+
+    def _format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
             "ts": dt.datetime.fromtimestamp(record.created, dt.timezone.utc)
             .isoformat(timespec="milliseconds").replace("+00:00", "Z"),
@@ -55,7 +71,7 @@ class PlainFormatter(logging.Formatter):
         line = f"{self.formatTime(record)} {record.levelname} {record.name} {head}{tail}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
-        return line
+        return without_query(line)
 
 
 class RequestLogMiddleware(HybridMiddleware):

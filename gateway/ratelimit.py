@@ -1,15 +1,20 @@
-"""A limit on failed authentications per client address.
+"""Limits on failed authentication: wrong tokens per client address, and password
+sign-in (through django-axes) per address and per user name, on one window.
 
-After ``GATEWAY_AUTH_FAIL_LIMIT`` wrong tokens within a window of
-``GATEWAY_AUTH_FAIL_WINDOW`` seconds from one address, every request of that address that
-presents a token is refused with 429 ``rate_limited`` (and ``Retry-After``) until the
-window ends, and a socket is closed with 4029. The token is not even checked then, so a
-guess cannot be confirmed during the block. Requests without a token are not counted: they
-guess nothing.
+Tokens: after ``GATEWAY_AUTH_FAIL_LIMIT`` wrong tokens within a window of
+``GATEWAY_AUTH_FAIL_WINDOW`` seconds from one address, a wrong token from that address
+gets 429 ``rate_limited`` (and ``Retry-After``) instead of 401 until the window ends, and
+a socket with one is closed with 4029. A valid token is never refused: tokens are long
+random secrets, so guessing one is hopeless anyway, and behind a proxy without trusted
+proxy headers every client shares one address: one careless client must not lock out
+everyone. Requests without a token are not counted: they guess nothing.
 
 The counts live in Django's cache: the default LocMemCache counts per process; with
 ``REDIS_URL`` the cache is Redis and every process shares the counts. Windows are fixed
 (one cache key per address and window), so a key expires by itself.
+
+Passwords: django-axes counts failed sign-ins (settings ``AXES_*``, same limit and
+window) and calls ``login_locked_out`` for the answer.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
+from django.http import HttpRequest, HttpResponse
+from django.utils.html import escape
 from rest_framework import exceptions
 
 logger = logging.getLogger(__name__)
@@ -94,14 +101,30 @@ class RateLimited(exceptions.Throttled):
     """Raised by the authentication class: rendered as 429 ``rate_limited`` with
     ``Retry-After`` by ``gateway.errors``."""
 
-    default_detail = "Too many failed authentications from this address."
+    default_detail = ("Too many failed authentications from this address; wrong tokens "
+                      "are refused until the window ends.")
 
     def __init__(self, wait: int) -> None:
         super().__init__(wait=wait)  # DRF adds "Expected available in N seconds."
 
 
 def check(client: str) -> None:
-    """Raise RateLimited when ``client`` is blocked."""
+    """Raise RateLimited when ``client`` is past the limit (called for wrong tokens only)."""
     wait = retry_after(client)
     if wait is not None:
         raise RateLimited(wait)
+
+
+def login_locked_out(request: HttpRequest, *args: Any) -> HttpResponse:
+    """django-axes' ``AXES_LOCKOUT_CALLABLE``: the sign-in page's answer while an address
+    or a user name is locked out. (axes passes ``(request, response, credentials)`` or,
+    from its async middleware, ``(request, credentials)``; neither is needed here.)"""
+    window = settings.GATEWAY_AUTH_FAIL_WINDOW
+    message = (f"Too many failed sign-ins from this address or for this user name. "
+               f"Try again in {window} seconds.")
+    response = HttpResponse(
+        "<!doctype html><meta charset=utf-8><title>Sign-in locked</title>"
+        f"<h1>Sign-in locked</h1><p class=errornote>{escape(message)}</p>",
+        status=429, content_type="text/html; charset=utf-8")
+    response["Retry-After"] = str(window)
+    return response

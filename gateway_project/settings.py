@@ -6,6 +6,7 @@ channel layer. ``DATABASE_URL`` and ``REDIS_URL`` switch to PostgreSQL and Redis
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import dj_database_url
@@ -46,6 +47,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "knox",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "channels",
     "gateway",
     "profiles",
@@ -180,8 +182,9 @@ STATIC_ROOT = GATEWAY_DATA_DIR / "static"
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["gateway.auth.BearerTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # Bounded nesting, no NUL or lone surrogate in; old bad text replaced out.
+    "DEFAULT_RENDERER_CLASSES": ["gateway.jsonio.JsonRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["gateway.jsonio.JsonParser"],
     "EXCEPTION_HANDLER": "gateway.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
@@ -204,6 +207,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": VERSION,
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI from the pinned drf-spectacular-sidecar package, not a CDN: /api/docs/
+    # works on a server without internet.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Agent behaviour.
@@ -311,3 +319,27 @@ GATEWAY_AUDIT_RETENTION_DAYS = envint("GATEWAY_AUDIT_RETENTION_DAYS", 365, minim
 GATEWAY_BUDGET_CHARGE_SECONDS = envint("GATEWAY_BUDGET_CHARGE_SECONDS", 3600, minimum=60)
 # How long an invite link (a one-time sign-in link) works.
 PASSWORD_RESET_TIMEOUT = envint("GATEWAY_INVITE_SECONDS", 3 * 24 * 3600, minimum=60)
+
+# JSON (not Django's HTML page) for a CSRF failure on the API and the dashboard's JSON
+# routes; the login pages keep the HTML page (gateway/errors.py).
+CSRF_FAILURE_VIEW = "gateway.errors.csrf_failure"
+
+# Password sign-in (/login/ and /admin/login/) is limited like tokens are: after
+# GATEWAY_AUTH_FAIL_LIMIT failures in GATEWAY_AUTH_FAIL_WINDOW seconds, from one address
+# or for one user name, sign-in is refused (429) until the window has passed. django-axes
+# counts, in the database, so every process sees the same counts.
+INSTALLED_APPS += ["axes"]
+MIDDLEWARE.append("axes.middleware.AxesMiddleware")
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = GATEWAY_AUTH_FAIL_LIMIT > 0
+AXES_FAILURE_LIMIT = max(GATEWAY_AUTH_FAIL_LIMIT, 1)
+AXES_COOLOFF_TIME = dt.timedelta(seconds=GATEWAY_AUTH_FAIL_WINDOW)
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]  # each on its own
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_CLIENT_IP_CALLABLE = "gateway.ratelimit.client_of_request"
+AXES_LOCKOUT_CALLABLE = "gateway.ratelimit.login_locked_out"
+AXES_RESET_ON_SUCCESS = True
+LOGGING["loggers"]["axes"] = {"level": "WARNING"}  # lockouts, not every attempt

@@ -106,7 +106,8 @@ CSV_COLUMNS = ["created_at", "user", "chat_id", "profile", "model", "input_token
 
 
 class UsageExportView(APIView):
-    @extend_schema(parameters=USAGE_PARAMS, responses={(200, "text/csv"): str})
+    @extend_schema(parameters=USAGE_PARAMS,
+                   responses=responses({(200, "text/csv"): str}, 400, 403))
     def get(self, request: Request) -> HttpResponse:
         """The same query as CSV: every call, or one line per key with ``group_by``."""
         rows, group_by = _query(request)

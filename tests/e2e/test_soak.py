@@ -4,7 +4,11 @@ Each chat has 4 sockets and a driver that runs turns one after another, picked a
 plain answers, two messages at once (the second is queued), tool calls in interactive mode
 (allowed or denied by a random socket of the chat, or left unanswered until
 ``GATEWAY_APPROVAL_TIMEOUT``), and long answers cancelled by a random socket or over REST.
-The fake upstream answers by the tag in the message, with small delays.
+The fake upstream answers by the tag in the message, with small delays. A long answer
+stops after its first pieces until its turn has ended: it can only end by the cancel.
+(It used to stream to its end in about 2.4 s; under load this test's own process fell
+behind reading its 200 sockets, saw the first delta late, and the cancel came after the
+answer had finished: "a slow turn completed instead of being cancelled".)
 
 Afterwards: every socket of a chat received the same events in seq order without a gap,
 each streamed answer arrived whole, every turn ended (``turn_complete`` or ``cancelled``),
@@ -23,6 +27,7 @@ import asyncio
 import json
 import os
 import random
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -53,6 +58,10 @@ def expected_text(tag: str) -> str:
     return f"answer to {tag}: " + " ".join(f"w{n}" for n in range(12))
 
 
+# Per slow tag: set when its turn has ended, so the upstream handler lets go.
+slow_releases: dict[str, threading.Event] = {}
+
+
 def reply_for(body: dict) -> Reply:
     """The fake model: what to answer is in the user message (``<kind> <tag>``)."""
     words = last_user_text(body).split()
@@ -65,7 +74,10 @@ def reply_for(body: dict) -> Reply:
         args = {"command": f"echo {tag}"} if tool == "bash" else {"path": "notes.txt"}
         return ToolCalls([(f"call-{tag}", tool, args)])
     if kind == "slow":
-        return Text("slow " * 80, chunk_size=5, delay=0.03)
+        # A new event per request: the soak numbers its turns from 1 again after the
+        # warm-up, so a tag comes back (with its old event already set).
+        release = slow_releases[tag] = threading.Event()
+        return Text("slow " * 80, chunk_size=5, delay=0.03, pause_after=3, release=release)
     if kind in ("plain", "queued"):
         return Text(expected_text(tag), chunk_size=6, delay=0.004)
     return Text("ok")
@@ -103,6 +115,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
                                 ).status_code == 200
             yield proc
         finally:
+            for release in slow_releases.values():  # a turn that never ended
+                release.set()
             proc.stop()
 
 
@@ -181,6 +195,8 @@ async def one_turn(run: ChatRun, http: httpx.AsyncClient, n: int) -> None:
                 verdict_sent = time.monotonic()
         elif kind_of in END_EVENTS:
             ends += 1
+            if kind == "slow" and tag in slow_releases:
+                slow_releases[tag].set()
             problem = _check_end(kind, tag, kind_of, text)
             if problem:
                 run.problems.append(problem)

@@ -31,7 +31,7 @@ from tests.fake_upstream import FakeUpstream
 
 
 SEED = 20261128
-EXAMPLES = 25
+EXAMPLES = 40  # was 25 before issue 16
 CHECKS = ("not_a_server_error", "response_schema_conformance", "status_code_conformance",
           "content_type_conformance", "ignored_auth")
 UNDESCRIBED = "^/(api/mcp|dashboard)/"  # views owned elsewhere: documented 200 only
@@ -96,7 +96,7 @@ def _config(path: Path, ids: dict[str, list[str]]) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(800)
 def test_generated_requests_find_no_server_error_and_no_response_off_the_schema(
         server: ServeProcess, upstream_server: FakeUpstream, tmp_path: Path) -> None:
     config = _config(tmp_path / "schemathesis.toml", _seed(server, upstream_server))
@@ -109,7 +109,7 @@ def test_generated_requests_find_no_server_error_and_no_response_off_the_schema(
          "-H", f"Authorization: Bearer {server.admin_token}",
          "--max-examples", str(EXAMPLES), "--seed", str(SEED), "--workers", "1",
          "--request-timeout", "20", "--report", "junit", "--report-dir", str(tmp_path)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=330)
+        cwd=tmp_path, capture_output=True, text=True, timeout=720)
 
     summary = run.stdout[-12000:] + run.stderr[-2000:]
     assert run.returncode == 0, summary
@@ -141,7 +141,7 @@ def test_every_api_operation_documents_its_responses_and_the_error_body(anon: An
             has_success = any(code.startswith("2") for code in statuses)
             if not has_success or needed - statuses:
                 missing.append((method, path, sorted(needed - statuses)))
-            for code in statuses - {"200", "201", "204"}:
+            for code in (c for c in statuses if not c.startswith("2")):
                 content = operation["responses"][code]["content"]["application/json"]
                 if content["schema"] != {"$ref": "#/components/schemas/ErrorBody"}:
                     missing.append((method, path, code))

@@ -54,11 +54,9 @@ class Command(BaseCommand):
         self.stdout.write(f"Gateway {settings.VERSION} on http://{opts['host']}:{opts['port']}"
                           f" (data: {settings.GATEWAY_DATA_DIR})")
         self.stdout.flush()
-        from daphne.cli import CommandLineInterface
-
         # daphne's own limit (1 MiB by default) would drop the socket at ours already.
         hard_limit = str(settings.GATEWAY_MAX_FRAME_BYTES * WS_HARD_LIMIT_FACTOR)
-        CommandLineInterface().run([
+        _command_line().run([
             "-b", opts["host"], "-p", str(opts["port"]),
             *(["--proxy-headers"] if settings.GATEWAY_TRUST_PROXY_HEADERS else []),
             "--access-log", os.devnull if not settings.DEBUG else "-",
@@ -109,3 +107,46 @@ class Command(BaseCommand):
                                           force_recovery=not settings.REDIS_URL)
 
         reactor.callWhenRunning(start)
+
+
+def _command_line() -> Any:
+    """daphne's command line, running a server whose sockets close with a code.
+
+    autobahn "fails" a connection that breaks a limit (a message over
+    ``--websocket-max-message-size``: 1009) by dropping the TCP connection unless told
+    otherwise (``failByDrop``), so the client saw 1006 and never learnt why. With
+    ``failByDrop=False`` it sends the close frame with the code first."""
+    from daphne.cli import CommandLineInterface
+    from daphne.server import Server
+    from twisted.internet import reactor
+
+    class GatewayServer(Server):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            if self.action_logger is not None:  # the access log (DEBUG only)
+                self.action_logger = _access_log_without_query(self.action_logger)
+
+        def run(self) -> None:
+            # ws_factory is made inside run(); this runs once the reactor starts, before
+            # any connection is accepted.
+            reactor.callWhenRunning(
+                lambda: self.ws_factory.setProtocolOptions(failByDrop=False))
+            super().run()
+
+    cli = CommandLineInterface()
+    cli.server_class = GatewayServer
+    return cli
+
+
+def _access_log_without_query(write: Any) -> Any:
+    """daphne's access log writes each HTTP request's whole URI: a socket's token (and
+    whatever else a client put in a query) would land in the log."""
+    from gateway.logs import without_query
+
+    def log(protocol: Any, action: str, details: dict[str, Any]) -> None:
+        path = details.get("path")
+        if isinstance(path, str):
+            details = {**details, "path": without_query(path)}
+        write(protocol, action, details)
+
+    return log
