@@ -13,7 +13,7 @@ import pytest
 from tests.security.conftest import Gateway
 from tests.security.sandbox_serve import user_id
 
-# Workspaces are named "@<user id>"; the fixture links the victim's as "victim" beside.
+# Workspaces are named "@<user id>"; the fixture links the victim's as "victimfiles-link".
 ESCAPES = ["../victimfiles-link/secret.txt", "a/../../victimfiles-link/secret.txt",
            "/etc/passwd", "~/secret.txt", "/workspace/../victimfiles-link/secret.txt",
            "out/secret.txt", "out-file"]
@@ -26,7 +26,7 @@ def actors(gateway: Gateway) -> dict[str, Any]:
     victim = gateway.workspaces / f"@{user_id(gateway.server, 'victimfiles')}"
     for root in (filer, victim):
         root.mkdir(parents=True, exist_ok=True)
-    os.symlink(victim.name, gateway.workspaces / "victimfiles-link")  # what "../victimfiles-link/" would reach
+    os.symlink(victim.name, gateway.workspaces / "victimfiles-link")  # what ../ would reach
     (victim / "secret.txt").write_text("the victim's secret")
     (filer / "mine.txt").write_text("filer's own")
     os.symlink(victim, filer / "out")  # a link leading out of the workspace
