@@ -27,7 +27,7 @@ from tests.e2e.server import ROOT, TOKEN_LINE, ServeProcess
 from tests.fake_upstream import FakeUpstream, Reply, Text, ToolCalls, last_user_text
 
 Script = Callable[[dict], Reply]
-# One workspace per attack (a user's workspace is named after the user).
+# One user, so one workspace, per attack.
 USERS = ["reader", "writer", "victim", "skiller", "marker", "fifo", "bystander", "nodes",
          "big", "huge"]
 
@@ -45,6 +45,15 @@ class Gateway:
     @property
     def workspaces(self) -> Path:
         return self.server.data_dir / "workspaces"
+
+    def workspace(self, username: str) -> Path:
+        """A user's workspace folder: named by the user's id (``@<id>``), never by name."""
+        import sqlite3
+
+        with sqlite3.connect(self.server.data_dir / "gateway.sqlite3") as db:
+            row = db.execute("select id from auth_user where username = ?",
+                             (username,)).fetchone()
+        return self.workspaces / f"@{row[0]}"
 
     @property
     def skills(self) -> Path:

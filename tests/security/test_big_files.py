@@ -70,7 +70,7 @@ def _script(prefix: str):
 def test_reading_and_editing_a_huge_sparse_file_costs_no_memory_growth(
         gateway: Gateway) -> None:
     name, token = gateway.user("big")
-    ws = gateway.workspaces / name
+    ws = gateway.workspace(name)
     ws.mkdir(parents=True)
     # The same calls first on files of a few MB (every code path runs once), then on
     # 400 MB ones: only the size differs between the two turns.
@@ -102,7 +102,7 @@ def test_a_50_gb_sparse_file_is_read_up_to_the_cap_and_never_loaded(
         gateway: Gateway) -> None:
     """``truncate -s 50G``: loading it would exhaust the server's memory."""
     name, token = gateway.user("huge")
-    ws = gateway.workspaces / name
+    ws = gateway.workspace(name)
     ws.mkdir(parents=True)
     _sparse(ws / "huge.txt", LINE * 200, 50 * 1024 * MB)  # 10 KB of text, then the hole
     gateway.scripts["huge"] = _calls(

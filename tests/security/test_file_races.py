@@ -45,7 +45,7 @@ def test_reads_through_a_folder_swapped_for_a_link_never_leave_the_workspace(
         gateway: Gateway, tmp_path: Path) -> None:
     outside = _outside(tmp_path)
     name, token = gateway.user("reader")
-    ws = gateway.workspaces / name
+    ws = gateway.workspace(name)
     (ws / "d").mkdir(parents=True)
     (ws / "d" / "shadow").write_text("inside")
     gateway.scripts["race-read"] = repeat_calls(
@@ -69,7 +69,7 @@ def test_writes_and_edits_through_a_swapped_folder_create_nothing_outside(
     before = _tree(outside)
     name, token = gateway.user("writer")
     victim, _ = gateway.user("victim")
-    ws, other = gateway.workspaces / name, gateway.workspaces / victim
+    ws, other = gateway.workspace(name), gateway.workspace(victim)
     (ws / "d").mkdir(parents=True)
     other.mkdir(parents=True)
     (other / "notes.txt").write_text("bob's")
@@ -103,7 +103,7 @@ def test_skill_mirroring_into_a_swapped_folder_deletes_and_writes_nothing_outsid
     (gateway.skills / "pdf").mkdir(exist_ok=True)
     (gateway.skills / "pdf" / "SKILL.md").write_text(SKILL)
     name, token = gateway.user("skiller")
-    ws = gateway.workspaces / name
+    ws = gateway.workspace(name)
     (ws / ".skills" / "pdf").mkdir(parents=True)
     gateway.scripts["race-skills"] = lambda body: Text("ok")
     chats = [gateway.chat(token) for _ in range(2)]
@@ -132,7 +132,7 @@ def test_the_identity_marker_swapped_for_a_link_never_writes_outside(
     outside = _outside(tmp_path)
     before = _tree(outside)
     name, token = gateway.user("marker")
-    ws = gateway.workspaces / name
+    ws = gateway.workspace(name)
     ws.mkdir(parents=True)
     gateway.scripts["race-marker"] = lambda body: Text("ok")
     chat = gateway.chat(token)

@@ -57,7 +57,7 @@ def test_fifos_in_eight_chats_fail_fast_while_another_users_turn_completes(
         gateway: Gateway) -> None:
     name, token = gateway.user("fifo")
     other, other_token = gateway.user("bystander")
-    ws = gateway.workspaces / name
+    ws = gateway.workspace(name)
     ws.mkdir(parents=True)
     fifos = [ws / f"f{i}.fifo" for i in range(CHATS)]
     for fifo in fifos:
@@ -89,7 +89,7 @@ def test_sockets_and_devices_are_refused(gateway: Gateway) -> None:
     if os.geteuid() != 0:
         pytest.skip("making a device node needs root")
     name, token = gateway.user("nodes")
-    ws = gateway.workspaces / name
+    ws = gateway.workspace(name)
     ws.mkdir(parents=True)
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(str(ws / "s.sock"))
