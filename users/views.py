@@ -132,6 +132,9 @@ class InviteView(PasswordResetConfirmView):
 
     template_name = "users/invite.html"
     post_reset_login = True
+    # Two backends are configured (django-axes in front of the model backend): name the
+    # one that signs the invited user in.
+    post_reset_login_backend = "django.contrib.auth.backends.ModelBackend"
     success_url = "/"
 
     def dispatch(self, *args: Any, **kwargs: Any) -> HttpResponse:
