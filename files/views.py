@@ -7,6 +7,8 @@ from typing import Any, AsyncIterator
 from urllib.parse import quote
 
 from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
@@ -17,6 +19,7 @@ from rest_framework.views import APIView
 from files import services
 from gateway.api import StrictSerializer, validated
 from gateway.errors import GatewayError
+from gateway.schema import responses
 
 
 def _owner(request: Request) -> Any:
@@ -38,6 +41,7 @@ class FileListView(APIView):
 
     permission_classes = [IsAuthenticated]
 
+    @extend_schema(responses=responses({200: OpenApiTypes.OBJECT}, 400, 403, 404))
     def get(self, request: Request) -> Response:
         owner = _owner(request)
         body = services.listing(owner, request.query_params.get("path"))
@@ -60,6 +64,8 @@ class FolderView(APIView):
     permission_classes = [IsAuthenticated]
     parser_classes = [JSONParser]
 
+    @extend_schema(request=PathSerializer,
+                   responses=responses({201: OpenApiTypes.OBJECT}, 403, 404, 409, body=True))
     def post(self, request: Request) -> Response:
         body = validated(PathSerializer, request)
         return Response(services.make_folder(_owner(request), body["path"]), status=201)
@@ -71,6 +77,8 @@ class RenameView(APIView):
     permission_classes = [IsAuthenticated]
     parser_classes = [JSONParser]
 
+    @extend_schema(request=RenameSerializer,
+                   responses=responses({200: OpenApiTypes.OBJECT}, 403, 404, 409, body=True))
     def post(self, request: Request) -> Response:
         body = validated(RenameSerializer, request)
         return Response(services.rename(_owner(request), body["path"], body["to"],
@@ -84,6 +92,8 @@ class FileContentView(APIView):
     permission_classes = [IsAuthenticated]
     parser_classes: list = []  # the body is the file: read as a stream, never parsed
 
+    @extend_schema(responses=responses({200: OpenApiTypes.BINARY, 206: OpenApiTypes.BINARY},
+                                       400, 403, 404))
     def get(self, request: Request) -> StreamingHttpResponse:
         download = services.open_download(_owner(request), request.query_params.get("path"),
                                           request.headers.get("Range"))
@@ -98,6 +108,8 @@ class FileContentView(APIView):
             response["Content-Range"] = f"bytes {download.start}-{last}/{download.size}"
         return response
 
+    @extend_schema(request=OpenApiTypes.BINARY,
+                   responses=responses({201: OpenApiTypes.OBJECT, 202: OpenApiTypes.OBJECT}, 403, 404, 409, body=True))
     def put(self, request: Request) -> Response:
         owner = _owner(request)
         path = request.query_params.get("path")
@@ -111,6 +123,7 @@ class FileContentView(APIView):
                                    request.query_params.get("upload"))
         return Response(body, status=201 if "path" in body else 202)
 
+    @extend_schema(responses=responses({204: None}, 400, 403, 404))
     def delete(self, request: Request) -> Response:
         services.delete(_owner(request), request.query_params.get("path"))
         return Response(status=204)
@@ -124,6 +137,7 @@ class UploadView(APIView):
     permission_classes = [IsAuthenticated]
     parser_classes = [MultiPartParser]
 
+    @extend_schema(responses=responses({201: OpenApiTypes.OBJECT}, 403, 404, 409, body=True))
     def post(self, request: Request) -> Response:
         owner = _owner(request)
         folder = request.query_params.get("path") or "."

@@ -32,6 +32,9 @@ def list_models(profile: ModelProfile) -> list[str]:
         reason = f"did not answer within {TIMEOUT:g} s"
     except openai.APIConnectionError:
         reason = "could not be reached"
+    except Exception as exc:  # noqa: BLE001 - any other answer (not JSON, no model list,
+        # a URL httpx refuses) is the provider's failure, never a 500 of ours
+        reason = f"did not answer with a model list ({type(exc).__name__})"
     finally:
         client.close()
     raise GatewayError("upstream_error", f"The provider of profile {profile.name!r} "
