@@ -18,9 +18,12 @@ missing version (the cache was cleared, Redis restarted) counts as a change.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -62,11 +65,36 @@ _snapshot: ConfigSnapshot | None = None
 _loading = threading.Lock()
 
 
+def _stamp_file() -> Path:
+    return Path(settings.GATEWAY_DATA_DIR) / "config-version"
+
+
+def _file_stamp() -> str:
+    """Embedded default: Django's cache is per process, but management commands
+    (``import_clotho``, ``shell``) are other processes; they touch this file, whose inode
+    and mtime every process reads with one ``stat``."""
+    try:
+        st = os.stat(_stamp_file())
+    except FileNotFoundError:
+        return ""
+    return f"{st.st_ino}:{st.st_mtime_ns}"
+
+
+def _touch_stamp() -> None:
+    path = _stamp_file()
+    tmp = path.with_name(f".config-version.{os.getpid()}.{uuid.uuid4().hex[:6]}")
+    with contextlib.suppress(OSError):
+        tmp.write_text(uuid.uuid4().hex)
+        os.replace(tmp, path)
+
+
 def current_version() -> str:
     version = cache.get(VERSION_KEY)
     if version is None:
         cache.add(VERSION_KEY, uuid.uuid4().hex, timeout=None)
         version = cache.get(VERSION_KEY) or ""
+    if not settings.REDIS_URL:
+        version += ":" + _file_stamp()
     return version
 
 
@@ -102,8 +130,14 @@ def _load(version: str) -> ConfigSnapshot:
 
 def bump(**kwargs: Any) -> None:
     """A configuration row changed: every process reloads on its next read."""
+    _new_version()
+    transaction.on_commit(_new_version)
+
+
+def _new_version() -> None:
     cache.set(VERSION_KEY, uuid.uuid4().hex, timeout=None)
-    transaction.on_commit(lambda: cache.set(VERSION_KEY, uuid.uuid4().hex, timeout=None))
+    if not settings.REDIS_URL:
+        _touch_stamp()
 
 
 CACHED_MODELS = (ModelProfile, PermissionPolicy, SandboxConfig, McpServer)

@@ -46,7 +46,7 @@ def test_the_imported_chat_continues_and_a_second_import_changes_nothing(tmp_pat
         assert "chats: 2 imported" in first and "profiles: 1 imported" in first
         upstream.enqueue(Text("Still two files."))
         events = asyncio.run(one_turn(server, "How many files again?"))
-        assert events[-1]["data"]["stop_reason"] == "end_turn"
+        assert events[-1]["data"]["stop_reason"] == "end_turn", events
         sent = upstream.requests[-1]["messages"]
         assert upstream.auth_headers[-1] == "Bearer sk-clotho-9876"
         assert any(c["id"] == "tu_1" for m in sent for c in m.get("tool_calls") or [])
