@@ -51,7 +51,10 @@ def test_a_database_from_before_the_core_app_keeps_its_tokens(tmp_path: Path) ->
     token = (FIXTURES / "pre-layout-token.txt").read_text().strip()
     secret = "k" * 50  # the SECRET_KEY the fixture was made with
 
-    with ServeProcess(tmp_path, {"SECRET_KEY": secret}) as server:
+    # The fixture is a SQLite file: the embedded default, also when the suite itself runs
+    # on PostgreSQL and Redis (tests/scaleout/test_rest_on_postgres.py).
+    env = {"SECRET_KEY": secret, "DATABASE_URL": "", "REDIS_URL": ""}
+    with ServeProcess(tmp_path, env) as server:
         response = httpx.get(server.url + "/api/tokens", timeout=10,
                              headers={"Authorization": f"Bearer {token}"})
 
