@@ -128,3 +128,16 @@ def login_locked_out(request: HttpRequest, *args: Any) -> HttpResponse:
         status=429, content_type="text/html; charset=utf-8")
     response["Retry-After"] = str(window)
     return response
+
+
+def axes_client_ip(request: Any) -> str | None:
+    """The client's address for django-axes, which stores it in an IP address column:
+    None (not the word ``unknown``) when there is none, e.g. a test client without one."""
+    import ipaddress
+
+    client = client_of_request(request)
+    try:
+        ipaddress.ip_address(client)
+    except ValueError:
+        return None
+    return client

@@ -339,7 +339,7 @@ AXES_FAILURE_LIMIT = max(GATEWAY_AUTH_FAIL_LIMIT, 1)
 AXES_COOLOFF_TIME = dt.timedelta(seconds=GATEWAY_AUTH_FAIL_WINDOW)
 AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]  # each on its own
 AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
-AXES_CLIENT_IP_CALLABLE = "gateway.ratelimit.client_of_request"
+AXES_CLIENT_IP_CALLABLE = "gateway.ratelimit.axes_client_ip"
 AXES_LOCKOUT_CALLABLE = "gateway.ratelimit.login_locked_out"
 AXES_RESET_ON_SUCCESS = True
 LOGGING["loggers"]["axes"] = {"level": "WARNING"}  # lockouts, not every attempt
