@@ -21,10 +21,11 @@ TIMEOUT = 10.0
 def list_models(profile: ModelProfile) -> list[str]:
     """The ids of the models the provider serves (sorted); a failure is a 502 whose
     message says what went wrong, without the key."""
-    client = openai.OpenAI(base_url=profile.base_url or DEFAULT_BASE_URLS[profile.provider],
-                           api_key=profile.get_api_key() or "not-needed", timeout=TIMEOUT,
-                           max_retries=0)
-    try:
+    client = None
+    try:  # building the client too: a stored base URL httpx refuses fails here
+        client = openai.OpenAI(base_url=profile.base_url or DEFAULT_BASE_URLS[profile.provider],
+                               api_key=profile.get_api_key() or "not-needed", timeout=TIMEOUT,
+                               max_retries=0)
         return sorted(model.id for model in client.models.list())
     except openai.APIStatusError as exc:
         reason = f"answered HTTP {exc.status_code}"
@@ -36,6 +37,7 @@ def list_models(profile: ModelProfile) -> list[str]:
         # a URL httpx refuses) is the provider's failure, never a 500 of ours
         reason = f"did not answer with a model list ({type(exc).__name__})"
     finally:
-        client.close()
+        if client is not None:
+            client.close()
     raise GatewayError("upstream_error", f"The provider of profile {profile.name!r} "
                        f"{reason}; check its base URL and API key.", 502)
