@@ -99,7 +99,14 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         headers["WWW-Authenticate"] = "Bearer"
     if isinstance(exc, drf.Throttled) and exc.wait:
         headers["Retry-After"] = str(int(exc.wait) + 1)
-    return Response(err.to_dict(), status=err.status, headers=headers)
+    response = Response(err.to_dict(), status=err.status, headers=headers)
+    if err.status in (502, 503, 504):
+        # A service we depend on (a provider, the database) failed and the answer says so:
+        # a warning, not Django's ERROR line that reads like a crash of the gateway.
+        logger.warning("%s %s answered %d %s: %s", context["request"].method,
+                       context["request"].path, err.status, err.code, err.message)
+        response._has_been_logged = True  # noqa: SLF001 - Django's own flag (log_response)
+    return response
 
 
 def json_error(code: str, message: str, status: int) -> JsonResponse:

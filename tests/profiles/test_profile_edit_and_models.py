@@ -77,15 +77,20 @@ def test_the_models_of_a_reachable_provider_are_listed(admin: Any,
     assert "fake-model" in response.json()["models"]
 
 
-def test_an_unreachable_provider_is_a_502_that_says_so(admin: Any) -> None:
+def test_an_unreachable_provider_is_a_502_that_says_so(admin: Any,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
     _profile("http://127.0.0.1:9/v1")
 
-    response = admin.client.get("/api/profiles/p/models")
+    with caplog.at_level("WARNING"):
+        response = admin.client.get("/api/profiles/p/models")
 
     assert response.status_code == 502
     assert response.json()["error"] == "upstream_error"
     assert "could not be reached" in response.json()["message"]
     assert "sk-old" not in response.content.decode()
+    # The provider failed, not the gateway: one warning, no ERROR line that reads like a crash.
+    assert [r.levelname for r in caplog.records if "/api/profiles/p/models" in r.getMessage()] \
+        == ["WARNING"]
 
 
 def test_the_default_urls_match_the_agents_ones() -> None:
