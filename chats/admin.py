@@ -60,6 +60,22 @@ class CompactionAdmin(admin.ModelAdmin):
 
 @admin.register(PendingApproval)
 class PendingApprovalAdmin(admin.ModelAdmin):
+    """Approvals are made by the agent loop and answered from the chat's sockets; a row
+    added, changed or deleted here would not reach the turn waiting on it (a verdict is
+    accepted only for a call still pending, and travels over the channel layer), so the
+    admin only shows them."""
+
     list_display = ("tool_call_id", "tool_name", "chat", "verdict", "created_at", "expires_at")
+    list_filter = ("verdict",)
+    search_fields = ("tool_call_id", "tool_name", "chat__id")
     readonly_fields = ("chat", "tool_call_id", "tool_name", "arguments", "created_at",
-                       "expires_at", "resolved_at")
+                       "expires_at", "verdict", "resolved_at")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
