@@ -296,3 +296,30 @@ def test_an_admin_edits_a_profile_in_place_and_tests_its_connection(pages, serve
     assert stored["context_window"] == 12000 and stored["api_key"] == "...1234"
     expect(page.locator("#sb-status")).to_contain_text("sandbox")
     shot(page, "43-profile-edit")
+
+
+def test_a_message_of_two_text_blocks_shows_them_as_two_paragraphs(pages, server, upstream):
+    """Issue 19: the blocks of a user message are joined with a blank line, not run
+    together ("firstsecond"), live in an open page and after a reload."""
+    from playwright.sync_api import expect
+
+    chat_id = new_chat(server)
+    page = signed_in(pages, server)
+    open_chat(page, server, chat_id)
+    upstream.enqueue(Text("Two parts read."))
+    blocks = [{"type": "text", "text": "First part ends here."},
+              {"type": "text", "text": "Second part starts here."}]
+    with connect(f"{server.ws_url}/ws/{chat_id}?token={server.admin_token}") as ws:
+        ws.recv(timeout=10)  # agent.state
+        ws.send(json.dumps({"type": "user_message", "content": blocks}))
+        while json.loads(ws.recv(timeout=10))["type"] != "agent.turn_complete":
+            pass
+    joined = "First part ends here.\n\nSecond part starts here."
+    expect(reply_bubbles(page)).to_have_text(["Two parts read."])
+    user = page.locator("#transcript > .msg.user .bubble")
+    assert user.inner_text() == joined  # sent from another client: shown live
+    page.reload()
+    page.wait_for_function(CHAT_READY)
+    expect(user).to_have_count(1)
+    assert user.inner_text() == joined
+    shot(page, "44-two-text-blocks")

@@ -44,6 +44,9 @@ def test_a_dropped_file_is_attached_and_the_agents_file_is_marked_and_downloaded
             if b["type"] == "text" and b["text"].startswith("[Attached file:")]
     assert note and f"uploads/{chat_id}/dropped.txt" in note[0]
     assert page.locator("#attach-chips").is_hidden()  # sent, so no longer pending
+    # The message's text and the attachment's note are two paragraphs, not one run-on.
+    bubble = page.locator("#transcript .msg.user .bubble").last
+    assert bubble.inner_text() == f"summarise the dropped file\n\n{note[0]}"
     shot(page, "files-agent-marked")
 
     with page.expect_download() as info:

@@ -66,7 +66,9 @@ function addCodeCopy(root) {
   }
 }
 
-/** The text of a message's content: a string, or a list of content blocks. */
+/** The text of a message's content: a string, or a list of content blocks. Blocks are
+ * separate paragraphs (a message's text and an attachment's note, two pasted parts), so
+ * they are joined with a blank line, never run together. */
 export function textOf(content) {
   if (content === null || content === undefined) return '';
   if (typeof content === 'string') return content;
@@ -75,7 +77,7 @@ export function textOf(content) {
       if (typeof block === 'string') return block;
       if (block && block.type === 'text') return block.text || '';
       return block && block.type ? `[${block.type}]` : '';
-    }).join('');
+    }).filter((part) => part !== '').join('\n\n');
   }
   return JSON.stringify(content);
 }
