@@ -323,3 +323,47 @@ def test_a_message_of_two_text_blocks_shows_them_as_two_paragraphs(pages, server
     expect(user).to_have_count(1)
     assert user.inner_text() == joined
     shot(page, "44-two-text-blocks")
+
+
+def test_several_chats_are_deleted_with_one_confirmation(pages, server):
+    """Issue 18: select chats in the list, delete them at once (POST
+    /api/chats/bulk-delete); Cancel in the confirmation keeps them."""
+    from playwright.sync_api import expect
+
+    erin = _member_token(server, "erin")
+    chats = {title: new_chat(server, erin, title) for title in ("alpha", "beta", "gamma")}
+    page = pages.signed_in(erin)
+    open_chat(page, server, chats["alpha"])
+    items = page.locator("#chat-list li")
+    expect(items).to_have_count(3)
+    expect(page.locator("#chat-list .pick").first).to_be_hidden()
+
+    page.click("#select-chats")
+    expect(page.locator("#bulk-delete")).to_be_disabled()
+    page.locator(f"#chat-list li[data-chat-id='{chats['alpha']}'] a").click()  # picks it
+    page.locator(f"#chat-list li[data-chat-id='{chats['beta']}'] .pick").check()
+    expect(page.locator("#bulk-count")).to_have_text("2 selected")
+    shot(page, "45-chats-selected")
+    page.click("#bulk-delete")
+    expect(page.locator("#confirm-delete-text")).to_contain_text("these 2 chats")
+    page.get_by_role("button", name="Cancel").click()
+    expect(items).to_have_count(3)
+
+    page.click("#bulk-delete")
+    page.locator("#confirm-delete").get_by_role("button", name="Delete").click()
+    expect(page.locator("#list-info")).to_have_text("Deleted 2 chats.")
+    expect(items).to_have_count(1)
+    expect(items.first).to_have_attribute("data-chat-id", chats["gamma"])
+    expect(page.locator("#home-view")).to_be_visible()  # the open chat was one of them
+    with server.client(erin) as http:
+        assert [c["title"] for c in http.get("/api/chats").json()["chats"]] == ["gamma"]
+
+    phone = pages.signed_in(erin, PHONE)
+    phone.click("#nav-toggle")
+    phone.click("#select-chats")
+    phone.click("#bulk-all")
+    expect(phone.locator("#bulk-count")).to_have_text("1 selected")
+    shot(phone, "46-chats-selected-phone")
+    phone.click("#select-chats")  # Done: the selection is dropped
+    expect(phone.locator("#bulk-bar")).to_be_hidden()
+    expect(phone.locator("#chat-list .pick").first).not_to_be_checked()

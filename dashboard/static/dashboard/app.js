@@ -39,7 +39,9 @@ class App {
       settingsLink: byId('settings-link'), navToggle: byId('nav-toggle'),
       sidebar: byId('sidebar'), chatList: byId('chat-list'), moreChats: byId('more-chats'),
       chatSearch: byId('chat-search'),
-      newChat: byId('new-chat'), listError: byId('list-error'),
+      newChat: byId('new-chat'), listError: byId('list-error'), listInfo: byId('list-info'),
+      selectChats: byId('select-chats'), bulkBar: byId('bulk-bar'),
+      bulkCount: byId('bulk-count'), bulkAll: byId('bulk-all'), bulkDelete: byId('bulk-delete'),
       homeView: byId('home-view'), chatView: byId('chat-view'),
       settingsView: byId('settings-view'), settingsBody: byId('settings-body'),
       tokensView: byId('tokens-view'), tokensBody: byId('tokens-body'),
@@ -58,6 +60,8 @@ class App {
     this.chat = null;
     this.nextCursor = null;
     this.reminted = false;
+    this.selecting = false;  // the chat list shows checkboxes for a bulk delete
+    this.selected = new Set();
   }
 
   token() {
@@ -253,8 +257,14 @@ class App {
     if (query) params.set('q', query);
     try {
       const page = await this.api('GET', `/api/chats?${params}`);
-      if (reset) this.els.chatList.replaceChildren();
+      if (reset) {
+        this.els.chatList.replaceChildren();
+        // Only what the list shows may be deleted: a new search drops the rest.
+        const shown = new Set(page.chats.map((chat) => chat.chat_id));
+        for (const id of [...this.selected]) if (!shown.has(id)) this.selected.delete(id);
+      }
       for (const chat of page.chats) this.els.chatList.append(this.chatItem(chat));
+      this.updateBulk();
       this.nextCursor = page.next;
       this.els.moreChats.hidden = !page.next;
       say(this.els.listError, '');
@@ -265,10 +275,84 @@ class App {
   }
 
   chatItem(chat) {
-    return h('li', { dataset: { chatId: chat.chat_id } },
+    const title = chat.title || 'New chat';
+    const pick = h('input', { type: 'checkbox', class: 'pick',
+      'aria-label': `Select “${title}”`, checked: this.selected.has(chat.chat_id) });
+    pick.addEventListener('change', () => this.pick(chat.chat_id, pick.checked));
+    return h('li', { dataset: { chatId: chat.chat_id } }, pick,
       h('a', { href: `#/chats/${chat.chat_id}` },
-        h('span', { class: 'chat-name', text: chat.title || 'New chat' }),
+        h('span', { class: 'chat-name', text: title }),
         h('time', { datetime: chat.updated_at, text: when(chat.updated_at) })));
+  }
+
+  // -- selecting chats for a bulk delete ------------------------------------------------
+  setSelecting(on) {
+    this.selecting = on;
+    if (!on) {
+      this.selected.clear();
+      for (const box of this.els.chatList.querySelectorAll('.pick')) box.checked = false;
+    }
+    this.els.sidebar.classList.toggle('selecting', on);
+    this.els.selectChats.setAttribute('aria-pressed', on ? 'true' : 'false');
+    this.els.selectChats.textContent = on ? 'Done' : 'Select';
+    this.els.bulkBar.hidden = !on;
+    say(this.els.listInfo, '');
+    this.updateBulk();
+  }
+
+  pick(chatId, on) {
+    if (on) this.selected.add(chatId);
+    else this.selected.delete(chatId);
+    this.updateBulk();
+  }
+
+  pickAllShown() {
+    for (const box of this.els.chatList.querySelectorAll('.pick')) {
+      box.checked = true;
+      this.selected.add(box.closest('li').dataset.chatId);
+    }
+    this.updateBulk();
+  }
+
+  updateBulk() {
+    const count = this.selected.size;
+    this.els.bulkCount.textContent = count ? `${count} selected` : 'None selected';
+    this.els.bulkDelete.disabled = !count;
+  }
+
+  /** Delete the selected chats after one confirmation (POST /api/chats/bulk-delete). */
+  async deleteSelected() {
+    const ids = [...this.selected];
+    if (!ids.length) return;
+    const what = ids.length === 1 ? 'this chat' : `these ${ids.length} chats`;
+    if (!await this.confirm(`Delete ${what}? Their messages are removed for good, and a ` +
+      'job\'s chat takes its job with it.')) return;
+    say(this.els.listError, '');
+    try {
+      const result = await this.api('POST', '/api/chats/bulk-delete', { chat_ids: ids });
+      for (const id of [...result.deleted, ...result.not_found]) {
+        this.selected.delete(id);
+        this.listItem(id)?.remove();
+      }
+      const gone = result.deleted.length;
+      say(this.els.listInfo, `Deleted ${gone} chat${gone === 1 ? '' : 's'}.` +
+        (result.not_found.length ? ` ${result.not_found.length} no longer existed.` : ''));
+      this.updateBulk();
+      const open = this.chat && this.chat.chatId;
+      if (open && [...result.deleted, ...result.not_found].includes(open)) location.hash = '#/';
+    } catch (err) {
+      say(this.els.listError, err.detail);
+    }
+  }
+
+  /** Ask in the page's confirmation dialog; true when the answer is Delete. */
+  async confirm(text) {
+    const dialog = this.els.confirmDelete;
+    byId('confirm-delete-text').textContent = text;
+    dialog.returnValue = '';
+    dialog.showModal();
+    await new Promise((resolve) => dialog.addEventListener('close', resolve, { once: true }));
+    return dialog.returnValue === 'delete';
   }
 
   listItem(chatId) {
@@ -337,14 +421,8 @@ class App {
   async deleteChat() {
     const chat = this.chat;
     if (!chat) return;
-    const dialog = this.els.confirmDelete;
-    byId('confirm-delete-text').textContent =
-      `Delete “${(chat.detail && chat.detail.title) || 'New chat'}”? ` +
-      'Its messages are removed for good.';
-    dialog.returnValue = '';
-    dialog.showModal();
-    await new Promise((resolve) => dialog.addEventListener('close', resolve, { once: true }));
-    if (dialog.returnValue !== 'delete') return;
+    if (!await this.confirm(`Delete “${(chat.detail && chat.detail.title) || 'New chat'}”? ` +
+      'Its messages are removed for good.')) return;
     try {
       await this.api('DELETE', `/api/chats/${chat.chatId}`);
       this.listItem(chat.chatId)?.remove();
@@ -395,8 +473,19 @@ class App {
       searchTimer = setTimeout(() => this.loadChats(true), SEARCH_PAUSE_MS);
     });
     els.chatList.addEventListener('click', (event) => {
-      if (event.target.closest('a')) this.setNav(false);  // also for the chat already open
+      const link = event.target.closest('a');
+      if (link && this.selecting) {  // while selecting, a click on a chat picks it
+        event.preventDefault();
+        const box = link.closest('li').querySelector('.pick');
+        box.checked = !box.checked;
+        this.pick(link.closest('li').dataset.chatId, box.checked);
+      } else if (link) {
+        this.setNav(false);  // also for the chat already open
+      }
     });
+    els.selectChats.addEventListener('click', () => this.setSelecting(!this.selecting));
+    els.bulkAll.addEventListener('click', () => this.pickAllShown());
+    els.bulkDelete.addEventListener('click', () => this.deleteSelected());
     els.navToggle.addEventListener('click', () =>
       this.setNav(!els.sidebar.classList.contains('open')));
     els.renameBtn.addEventListener('click', () => this.startRename());
