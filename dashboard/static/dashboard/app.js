@@ -13,14 +13,16 @@ import { renderTokens } from './tokens.js';
 import { renderUsers } from './users.js';
 import { renderUsage } from './usage.js';
 import { renderAudit } from './audit.js';
+import { renderJobs } from './jobs.js';
 
 const TOKEN_KEY = 'gateway.token';
 const MINTED_KEY = 'gateway.tokenId';  // set when this page minted the token itself
 const PAGE_SIZE = 20;
 const SEARCH_PAUSE_MS = 250;
 const CHAT_ROUTE = /^\/chats\/([0-9a-fA-F-]{36})$/;
-// The team pages: route -> [view id, render, admins only].
+// The pages a module renders (team pages, jobs): route -> [view id, render, admins only].
 const TEAM_PAGES = {
+  '/jobs': ['jobs-view', renderJobs, false],
   '/usage': ['usage-view', renderUsage, false],
   '/users': ['users-view', renderUsers, true],
   '/audit': ['audit-view', renderAudit, true],
