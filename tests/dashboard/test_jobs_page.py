@@ -211,6 +211,8 @@ def test_a_member_pauses_changes_and_deletes_a_job(pages, server):
     page.locator("#jobs-heading").scroll_into_view_if_needed()
     shot(page, "jobs-edited")
 
+    row.get_by_role("button", name="Runs").click()
+    expect(page.locator("#runs-table")).to_contain_text("No runs yet.")
     row.get_by_role("button", name="Delete").click()
     expect(page.locator("#confirm-delete-text")).to_contain_text("Delete the job “nightly”")
     page.get_by_role("button", name="Cancel").click()
@@ -219,6 +221,7 @@ def test_a_member_pauses_changes_and_deletes_a_job(pages, server):
     page.locator("#confirm-delete").get_by_role("button", name="Delete").click()
     expect(page.locator("#jobs-ok")).to_have_text("Deleted nightly.")
     expect(row).to_have_count(0)
+    expect(page.locator("#job-runs")).to_be_hidden()  # its runs went with it
     assert "nightly" not in [j["name"] for j in jobs_of(server)]
 
 

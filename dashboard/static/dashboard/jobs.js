@@ -304,7 +304,10 @@ export async function renderJobs(app, node) {
     const done = await attempt(msgs, () => api('DELETE', jobPath(job)),
       `Deleted ${job.name}.`);
     if (!done) return;
-    if (runsOf && runsOf.id === job.id) runsOf = null;
+    if (runsOf && runsOf.id === job.id) {
+      runsOf = null;
+      runsCard.hidden = true;
+    }
     app.listItem(job.chat_id)?.remove();
     await load();
   }
