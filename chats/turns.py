@@ -486,9 +486,12 @@ class TurnManager:
         )
         gate = ApprovalGate(chat_id, emit, control, setup.allowed_tools)
         turn_store = DbTurnStore(store.MessageWriter(uuid.UUID(chat_id), setup.next_position))
+        # A compaction's summary is a model call of the turn too: same ledger, same charge.
+        summaries = usage_turns.recorder(setup.owner_id, chat_id, setup.provider.name, charge,
+                                         purpose="compaction")
         task = asyncio.create_task(run_turn(
             spec, emit, gate, turn_store,
-            prepare=compaction.auto_compactor(chat_id, setup, emit)))
+            prepare=compaction.auto_compactor(chat_id, setup, emit, summaries)))
         control.on_cancel = task.cancel
         try:
             await asyncio.wait({task})
