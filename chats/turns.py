@@ -225,13 +225,18 @@ def _call_dict(call: ToolCall) -> dict[str, Any]:
 class DbTurnStore:
     """The loop's ``TurnStore`` on the ORM."""
 
-    def __init__(self, writer: store.MessageWriter) -> None:
+    def __init__(self, writer: store.MessageWriter,
+                 on_tool_calls: Callable[[list[dict[str, Any]]], None] | None = None
+                 ) -> None:
         self.writer = writer
+        self.on_tool_calls = on_tool_calls  # told of every reply's tool calls (the audit)
 
     async def save_assistant(self, text: str, tool_calls: list[dict[str, Any]] | None,
                              usage: dict[str, int], model: str, status: str) -> None:
         await db(self.writer.add)(role="assistant", content=text, tool_calls=tool_calls,
                                   usage=usage or None, model=model, status=status)
+        if tool_calls and self.on_tool_calls:
+            self.on_tool_calls(tool_calls)
 
     async def save_tool_result(self, call_id: str, tool_name: str, content: str,
                                is_error: bool) -> None:
@@ -485,7 +490,8 @@ class TurnManager:
                                                charge),
         )
         gate = ApprovalGate(chat_id, emit, control, setup.allowed_tools)
-        turn_store = DbTurnStore(store.MessageWriter(uuid.UUID(chat_id), setup.next_position))
+        turn_store = DbTurnStore(store.MessageWriter(uuid.UUID(chat_id), setup.next_position),
+                                 on_tool_calls=tool_audit.expect)
         # A compaction's summary is a model call of the turn too: same ledger, same charge.
         summaries = usage_turns.recorder(setup.owner_id, chat_id, setup.provider.name, charge,
                                          purpose="compaction")
@@ -502,6 +508,12 @@ class TurnManager:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await asyncio.shield(usage_turns.close(charge))
+            # Tool calls the turn never gave a result event (cut off by a cancel or a
+            # failure) are audited now, once each.
+            await asyncio.shield(tool_audit.close(*(
+                ("cancelled", "the turn was cancelled before the call finished")
+                if task.cancelled() else
+                ("interrupted", "the turn ended by a failure before the call finished"))))
         self._log_turn(chat_id, setup, task, started)
         # After the turn, off the path to its first token: repair the skills mirror and
         # refresh the prompt's parts before the next turn's tools can run.
