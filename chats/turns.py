@@ -24,11 +24,13 @@ from django.conf import settings
 from agents import events as ev
 from agents.loop import Decision, TurnSpec, arguments_for_display, run_turn
 from agents.providers import ToolCall
-from agents import toolbox
+from agents import fs, toolbox
+from agents.sandbox import SandboxPolicy
 from agents.tools import ToolEnv
 from audit.services import ToolAudit
 from chats import compaction, history, store, system_prompt
 from chats.hub import control_group, make_hub
+from files import services as files_services
 from mcp_servers import runtime as mcp_runtime
 from gateway.errors import GatewayError
 from gateway.infra import db, is_infrastructure_error
@@ -213,9 +215,20 @@ async def _unattended(gate: ApprovalGate, asked: list[ToolCall],
     return []
 
 
-async def _current_sandbox(env: ToolEnv) -> ToolEnv:
-    """The tool env with the sandbox config as it is now (read before every call)."""
-    return replace(env, sandbox=await db(store.sandbox_policy)())
+def _env_settings(user_id: int) -> tuple[SandboxPolicy, fs.Quota]:
+    return store.sandbox_policy(), files_services.quota_for(user_id)
+
+
+def _current_env(user_id: int) -> Callable[[ToolEnv], Any]:
+    """The loop's ``refresh_env``: the tool env with the sandbox config and the owner's
+    workspace quota as they are now (read before every tool call, in one database call,
+    so an admin's change applies to the next call of every running turn)."""
+
+    async def refresh(env: ToolEnv) -> ToolEnv:
+        sandbox, quota = await db(_env_settings)(user_id)
+        return replace(env, sandbox=sandbox, quota=quota)
+
+    return refresh
 
 
 def _call_dict(call: ToolCall) -> dict[str, Any]:
@@ -484,7 +497,7 @@ class TurnManager:
                              file_timeout=settings.GATEWAY_BASH_TIMEOUT),
             stream=setup.stream, max_rounds=settings.GATEWAY_MAX_TOOL_ROUNDS,
             timeout=settings.GATEWAY_UPSTREAM_TIMEOUT,
-            retries=settings.GATEWAY_UPSTREAM_RETRIES, refresh_env=_current_sandbox,
+            retries=settings.GATEWAY_UPSTREAM_RETRIES, refresh_env=_current_env(setup.owner_id),
             max_wait=settings.GATEWAY_STREAM_MAX_WAIT_MS / 1000,
             on_model_call=usage_turns.recorder(setup.owner_id, chat_id, setup.provider.name,
                                                charge),
