@@ -222,7 +222,8 @@ TURN_COMPLETE = event(
           "own finish reason."),
     Field("model", {"type": ["string", "null"]},
           "The model that answered (null when there was none)."),
-    Field("usage", USAGE, "Tokens of every model call of the turn."))
+    Field("usage", USAGE, "Tokens of the turn's own model calls (a compaction's summary "
+          "call is not in it; it is in the usage ledger, GET /api/usage)."))
 CANCELLED = event(
     "agent.cancelled", "The running turn was cancelled; it ends here.",
     Field("message", STRING, "A sentence for the user."))

@@ -34,12 +34,18 @@ API (paths are workspace-relative strings; ``clean`` maps what a model or client
     symlink at ``path`` that stays inside is written through (its target is replaced);
     an existing file keeps its permission bits, a new one gets 0600.
     ``create_exclusive(path, data) -> bool``  ``O_CREAT|O_EXCL``; False if it exists.
-    ``edit_text(path, old, new, replace_all=False, max_bytes=...) -> int``
+    ``edit_text(path, old, new, replace_all=False, max_bytes=..., quota=None) -> int``
+    (with ``quota``: the edited file must fit it, else ``QuotaExceeded`` and no change)
     ``mkdir(path, parents=True)``  (folders 0700)
     ``rename(src, dst, replace=False)``  (``renameat2(RENAME_NOREPLACE)`` unless replace)
     ``remove(path)``  a file or link (never what it points to) or a whole folder,
     removed by walking directory fds with ``O_NOFOLLOW``.
     ``usage(path=".") -> Usage``  files and bytes (apparent and on disk), for quotas.
+    ``check_quota(quota, adding_bytes, adding_files, replacing=None) -> Usage``
+    ``QuotaExceeded`` (an ``FsError``, code ``quota_exceeded``) when the workspace would
+    hold more than ``quota`` (a ``Quota(max_bytes, max_files)``); a regular file at
+    ``replacing`` gives its bytes and its count back. Checked before a write, not
+    atomically with it: concurrent writers can each pass the check.
 ``FsError(code, message)``  every refusal; ``code`` is one of ``CODES`` (e.g. ``outside``,
 ``not_found``, ``not_regular``, ``too_large``, ``timeout``) so an HTTP layer can map it.
 ``FileRunner(workers, timeout)``  a small thread pool of its own with a per-operation
@@ -78,7 +84,7 @@ FILE_MODE = 0o600
 DIR_MODE = 0o700
 CODES = ("invalid", "outside", "loop", "not_found", "not_regular", "is_dir", "not_dir",
          "exists", "binary", "no_match", "ambiguous", "too_large", "too_deep", "not_utf8",
-         "timeout", "io")
+         "timeout", "io", "quota_exceeded")
 
 # openat2(2): the syscall number is the same on x86_64 and aarch64 (the generic table).
 _SYS_OPENAT2 = {"x86_64": 437, "aarch64": 437, "arm64": 437}.get(platform.machine())
@@ -119,6 +125,30 @@ class Usage:
     files: int
     bytes: int  # apparent size (st_size)
     disk_bytes: int  # allocated blocks (a sparse file costs what it holds)
+
+
+@dataclass(frozen=True)
+class Quota:
+    """What a workspace may hold: bytes (apparent sizes of its regular files) and files."""
+
+    max_bytes: int
+    max_files: int
+
+    def exceeded_by(self, used: Usage) -> bool:
+        return used.bytes > self.max_bytes or used.files > self.max_files
+
+
+class QuotaExceeded(FsError):
+    """A write would take the workspace past its quota; nothing was written."""
+
+    def __init__(self, quota: Quota, used: Usage, size: int, files: int) -> None:
+        super().__init__("quota_exceeded", (
+            f"The workspace would hold {size} bytes in {files} files; its quota is "
+            f"{quota.max_bytes} bytes and {quota.max_files} files (it holds {used.bytes} "
+            f"bytes in {used.files} files now). Nothing was written: delete something "
+            "first."))
+        self.quota = quota
+        self.used = used
 
 
 # --- path resolution in the kernel -------------------------------------------------------
@@ -459,8 +489,10 @@ class Workspace:
         return True
 
     def edit_text(self, path: str, old: str, new: str, *, replace_all: bool = False,
-                  max_bytes: int = 8 * 1024 * 1024) -> int:
-        """Replace ``old`` (once, or everywhere); returns how many were replaced."""
+                  max_bytes: int = 8 * 1024 * 1024, quota: Quota | None = None) -> int:
+        """Replace ``old`` (once, or everywhere); returns how many were replaced. With
+        ``quota``, the edited file must fit the workspace's quota (else QuotaExceeded,
+        and the file is left as it was)."""
         try:
             text = self.read_bytes(path, max_bytes).decode("utf-8")
         except UnicodeDecodeError:
@@ -471,7 +503,10 @@ class Workspace:
         if count > 1 and not replace_all:
             raise FsError("ambiguous", f"old_string occurs {count} times; make it unique or "
                                     "set replace_all")
-        self.write_bytes(path, text.replace(old, new).encode("utf-8"), parents=False)
+        data = text.replace(old, new).encode("utf-8")
+        if quota is not None:
+            self.check_quota(quota, len(data), 1, replacing=path)
+        self.write_bytes(path, data, parents=False)
         return count if replace_all else 1
 
     def mkdir(self, path: str, *, parents: bool = True) -> None:
@@ -543,6 +578,25 @@ class Workspace:
         finally:
             os.close(fd)
         return Usage(*total)
+
+    def check_quota(self, quota: Quota, adding_bytes: int, adding_files: int,
+                    replacing: str | None = None) -> Usage:
+        """The usage now, or QuotaExceeded when adding ``adding_files`` files of
+        ``adding_bytes`` bytes would pass ``quota``; the regular file a write to
+        ``replacing`` would replace (through a link that stays inside, as
+        ``write_bytes`` does) gives its bytes and count back."""
+        used = self.usage()
+        files, size = used.files + adding_files, used.bytes + adding_bytes
+        if replacing is not None:
+            try:
+                info = self.stat(self._final(replacing), follow=False)
+            except FsError:
+                info = None  # nothing there yet (or not writable: the write says why)
+            if info is not None and st.S_ISREG(info.st_mode):
+                files, size = files - 1, size - info.st_size
+        if size > quota.max_bytes or files > quota.max_files:
+            raise QuotaExceeded(quota, used, size, files)
+        return used
 
 
 # --- helpers of the operations ------------------------------------------------------------
@@ -677,7 +731,10 @@ def _usage_at(fd: int, total: list[int], depth: int) -> None:
         raise FsError("too_deep", f"folders nested deeper than {MAX_DEPTH}")
     with os.scandir(fd) as entries:
         for entry in list(entries):
-            info = entry.stat(follow_symlinks=False)
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # removed meanwhile (a command runs in the workspace)
             if st.S_ISDIR(info.st_mode):
                 try:
                     child = os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW

@@ -7,6 +7,12 @@ a folder for a link concurrently; only regular files are read or written, reads 
 up to the output limit, and the work runs on a bounded pool of its own with a timeout.
 `bash` runs with the workspace as its working directory, through the sandbox when it is
 enabled.
+
+The workspace quota (``ToolEnv.quota``): `write` and `edit` check, before they write, that
+the workspace will still fit it, and refuse with an error result naming the quota (and
+write nothing) when it would not. `bash` cannot be checked before the fact (what a
+command writes is known only once it ran); after a `bash` call the workspace is measured
+and, when it is over its quota, the result says so, so the model can clean up.
 """
 
 from __future__ import annotations
@@ -96,6 +102,7 @@ class ToolEnv:
 
     ``files`` is the bounded pool that runs ``read``, ``write`` and ``edit``, each within
     ``file_timeout`` seconds; ``edit_limit`` caps the size of a file ``edit`` loads.
+    ``quota`` is what the workspace may hold (None: no limit).
     """
 
     workspace: Path
@@ -105,6 +112,7 @@ class ToolEnv:
     file_timeout: float = 30.0
     edit_limit: int = 8 * 1024 * 1024
     files: fs.FileRunner = field(default_factory=fs.shared_runner)
+    quota: fs.Quota | None = None
 
 
 class ToolError(Exception):
@@ -140,8 +148,11 @@ def _write(env: ToolEnv, args: dict[str, Any], deadline: float) -> str:
     content = args.get("content")
     if not isinstance(content, str):
         raise ToolError("'content' must be a string")
+    data = content.encode("utf-8")
     with fs.Workspace(env.workspace) as ws:
-        written = ws.write_bytes(path, content.encode("utf-8"), deadline=deadline)
+        if env.quota is not None:
+            ws.check_quota(env.quota, len(data), 1, replacing=path)
+        written = ws.write_bytes(path, data, deadline=deadline)
     return f"Wrote {written} bytes to {path}"
 
 
@@ -153,11 +164,35 @@ def _edit(env: ToolEnv, args: dict[str, Any], deadline: float) -> str:
         raise ToolError("'old_string' (non-empty) and 'new_string' must be strings")
     with fs.Workspace(env.workspace) as ws:
         count = ws.edit_text(path, old, new, replace_all=bool(args.get("replace_all")),
-                             max_bytes=env.edit_limit)
+                             max_bytes=env.edit_limit, quota=env.quota)
     return f"Replaced {count} occurrence(s) in {path}"
 
 
 _FILE_TOOLS = {"read": _read, "write": _write, "edit": _edit}
+
+
+def _over_quota(env: ToolEnv, deadline: float) -> str | None:
+    """A note for the model when the workspace holds more than its quota, else None."""
+    if env.quota is None:
+        return None
+    with fs.Workspace(env.workspace) as ws:
+        used = ws.usage()
+    if not env.quota.exceeded_by(used):
+        return None
+    return (f"[Note: the workspace now holds {used.bytes} bytes in {used.files} files, over "
+            f"its quota of {env.quota.max_bytes} bytes and {env.quota.max_files} files; "
+            "write, edit and uploads are refused until files are deleted.]")
+
+
+async def _quota_note(env: ToolEnv) -> str | None:
+    """``_over_quota`` after a bash call; a workspace that cannot be measured (a timeout,
+    a folder too deep) gets no note rather than a failed call."""
+    if env.quota is None:
+        return None
+    try:
+        return await env.files.run(partial(_over_quota, env), timeout=env.file_timeout)
+    except (fs.FsError, OSError):
+        return None
 
 
 async def run_tool(name: str, args: dict[str, Any], env: ToolEnv) -> ToolResult:
@@ -172,7 +207,9 @@ async def run_tool(name: str, args: dict[str, Any], env: ToolEnv) -> ToolResult:
             result = await run_command(command, env.workspace, env.sandbox,
                                        timeout=timeout, output_limit=env.output_limit)
             failed = result.error is not None or result.timed_out or result.exit_code != 0
-            return ToolResult(format_result(result), is_error=failed)
+            output = format_result(result)
+            note = await _quota_note(env)
+            return ToolResult(f"{output}\n{note}" if note else output, is_error=failed)
         handler = _FILE_TOOLS.get(name)
         if handler is None:
             raise ToolError(f"unknown tool {name!r}")

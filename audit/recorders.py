@@ -27,6 +27,7 @@ WATCHED: dict[str, tuple[str, str]] = {
     "usage.Budget": ("config", "budget"),
     "usage.ProfilePrice": ("config", "price"),
     "access.ProfileGrant": ("config", "profile_access"),
+    "files.WorkspaceQuota": ("config", "workspace_quota"),
     "auth.Group": ("user", "group"),
     settings.AUTH_USER_MODEL: ("user", "user"),
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextvars
 import datetime as dt
+import json
 import re
 import time
 from typing import Any
@@ -86,7 +87,9 @@ def _write_tool_call(user_id: int, chat_id: str, call: dict[str, Any]) -> None:
     note = Verdict.objects.filter(chat_id=chat_id, tool_call_id=call["id"]).order_by("id") \
         .first() if call["decision"] == "ask" else None
     if call["decision"] == "ask":
-        call["verdict"] = note.verdict if note else "none"
+        # A turn cancelled while the call awaited its verdict: nobody answered it.
+        unanswered = "cancelled" if call["status"] == "cancelled" else "none"
+        call["verdict"] = note.verdict if note else unanswered
         call["approver"] = note.username if note else None
         call["socket"] = note.socket if note else None
         call["approver_client"] = note.client if note else None
@@ -94,10 +97,27 @@ def _write_tool_call(user_id: int, chat_id: str, call: dict[str, Any]) -> None:
            actor=get_user_model().objects.filter(pk=user_id).first(), client="", data=call)
 
 
+def _arguments(raw: Any) -> Any:
+    """A call's arguments as the events show them: the object, else ``{"_raw": text}``."""
+    if isinstance(raw, dict):
+        return raw
+    try:
+        parsed = json.loads(raw or "{}")
+    except (TypeError, ValueError):
+        parsed = None
+    return parsed if isinstance(parsed, dict) else {"_raw": raw}
+
+
 class ToolAudit:
     """Watches one turn's events and writes one record per tool call when its result
     is out: the policy decision (allow, deny, ask), the verdict and who gave it, the
-    result status and how long the tool ran. Every other event passes untouched."""
+    result status and how long the tool ran. Every other event passes untouched.
+
+    Every call the model asked for is known from its reply on (``expect``), so a call
+    whose result never came out (the turn was cancelled while it ran or awaited its
+    verdict, or before its turn in the round came; the turn failed) is still written,
+    once, by ``close`` at the end of the turn: status ``cancelled`` or ``interrupted``.
+    """
 
     WATCHED = frozenset({ev.TOOL_REQUEST, ev.TOOL_DENIED, ev.TOOL_USE, ev.TOOL_RESULT})
 
@@ -106,6 +126,16 @@ class ToolAudit:
         self.user_id = user_id
         self.calls: dict[str, dict[str, Any]] = {}
         self.started: dict[str, float] = {}
+
+    def expect(self, tool_calls: list[dict[str, Any]]) -> None:
+        """The calls of a model reply (chat-completions ``tool_calls``), as stored."""
+        for item in tool_calls:
+            function = item.get("function") or {}
+            call = self._call(str(item.get("id") or ""), str(function.get("name") or ""),
+                              _arguments(function.get("arguments")))
+            # Until an event says what became of it; a call the policy allows has no
+            # event of its own before it runs (agent.tool_use makes it "allow").
+            call["decision"] = "undecided"
 
     def _call(self, call_id: str, name: str, arguments: Any = None) -> dict[str, Any]:
         call = self.calls.setdefault(call_id, {"id": call_id, "tool": name,
@@ -122,7 +152,9 @@ class ToolAudit:
                 if event_type == ev.TOOL_DENIED:
                     call["reason"] = data.get("reason", "")
         elif event_type == ev.TOOL_USE:
-            self._call(data["tool_use_id"], data["tool_name"], data["arguments"])
+            call = self._call(data["tool_use_id"], data["tool_name"], data["arguments"])
+            if call["decision"] == "undecided":
+                call["decision"] = "allow"
             self.started[data["tool_use_id"]] = time.perf_counter()
         elif event_type == ev.TOOL_RESULT:
             await self._finish(data)
@@ -137,9 +169,23 @@ class ToolAudit:
             else "not_run"
         call["duration_ms"] = round((time.perf_counter() - started) * 1000, 1) \
             if started is not None else None
-        if started is None and call["decision"] == "allow":
+        if started is None and call["decision"] in ("allow", "undecided"):
             call["decision"] = "invalid_arguments"
         await database_sync_to_async(_write_tool_call)(self.user_id, self.chat_id, call)
+
+    async def close(self, status: str, reason: str) -> None:
+        """The turn ended: write the calls whose result never came out with ``status``
+        (``cancelled``, ``interrupted``), ``ran`` telling whether the tool had started."""
+        now = time.perf_counter()
+        for call_id in list(self.calls):
+            call = self.calls.pop(call_id)
+            started = self.started.pop(call_id, None)
+            call["ran"] = started is not None
+            call["status"] = status
+            call["reason"] = reason
+            call["duration_ms"] = round((now - started) * 1000, 1) \
+                if started is not None else None
+            await database_sync_to_async(_write_tool_call)(self.user_id, self.chat_id, call)
 
 
 # -- retention ---------------------------------------------------------------------------

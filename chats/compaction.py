@@ -9,7 +9,9 @@
   family as the one counting (another tokenizer counts differently).
 - :func:`compact_chat` is the one compaction, for both triggers: plan (all but the last
   ``GATEWAY_COMPACTION_KEEP_EXCHANGES`` exchanges), emit ``agent.compaction_started``,
-  ask the chat's model for a summary (one non-streamed call), then in one transaction
+  ask the chat's model for a summary (one non-streamed call, told to ``on_model_call``
+  like every model call of a turn: it goes to the usage ledger as a ``compaction`` and
+  counts against the budgets), then in one transaction
   mark the replaced messages ``compacted`` and store a :class:`Compaction`, and emit
   ``agent.context_compacted``. Nothing is deleted.
 - :func:`auto_compactor` is the turn's ``prepare`` hook: before each model call it cuts
@@ -21,6 +23,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, NoReturn
@@ -34,7 +37,7 @@ from agents import compaction as planning
 from agents import events as ev
 from agents import toolbox, tokens
 from agents.compaction import Anchor
-from agents.loop import Emit, Prepare
+from agents.loop import Emit, ModelCall, OnModelCall, Prepare
 from agents.providers import ProviderConfig, UpstreamError, call_model
 from chats import store
 from chats import system_prompt as chat_prompt
@@ -179,8 +182,11 @@ async def _ignore(_: str) -> None:
     return None
 
 
-async def _summarise(provider: ProviderConfig, rows: _Rows, cut: int, window: int) -> str:
-    """One non-streamed call of the chat's model; raises UpstreamError."""
+async def _summarise(provider: ProviderConfig, rows: _Rows, cut: int, window: int,
+                     on_model_call: OnModelCall | None) -> str:
+    """One non-streamed call of the chat's model, told to ``on_model_call`` once it
+    answered (also when the summary is empty: the tokens were used); raises
+    UpstreamError."""
     model = provider.model
     replaced = rows.messages[:cut]
     replaced_tokens = sum(tokens.count_message(m, model) for m in replaced)
@@ -190,9 +196,14 @@ async def _summarise(provider: ProviderConfig, rows: _Rows, cut: int, window: in
     request = planning.summary_request(replaced, rows.summary, model, window, budget)
     # No max_tokens of our own: reasoning models refuse the parameter (or spend it on
     # thinking); the prompt asks for the length and the cut below enforces it.
+    started = time.perf_counter()
     reply = await call_model(provider, request, [], stream=False, on_delta=_ignore,
                              timeout=settings.GATEWAY_UPSTREAM_TIMEOUT,
                              retries=settings.GATEWAY_UPSTREAM_RETRIES)
+    if on_model_call is not None:
+        await on_model_call(ModelCall(reply.model or model, reply.input_tokens,
+                                      reply.output_tokens,
+                                      round((time.perf_counter() - started) * 1000)))
     text = reply.text.strip()
     if not text:
         raise UpstreamError(f"{provider.describe()}: the summary came back empty")
@@ -203,9 +214,11 @@ async def _summarise(provider: ProviderConfig, rows: _Rows, cut: int, window: in
 async def compact_chat(chat_id: uuid.UUID, provider: ProviderConfig | None, emit: Emit, *,
                        trigger: str, system_prompt: list[dict[str, Any]],
                        tokens_before: int | None = None, require_idle: bool = False,
-                       to_async: Callable[..., Any] = db) -> Result:
+                       to_async: Callable[..., Any] = db,
+                       on_model_call: OnModelCall | None = None) -> Result:
     """Summarise all but the last exchanges of the chat (module docstring).
 
+    ``on_model_call`` is told of the summary call (the usage ledger's recorder).
     ``system_prompt`` is what goes before the summary: the system message, or nothing.
     ``to_async`` wraps the database calls: ``database_sync_to_async`` in a turn (it
     recycles stale connections); ``sync_to_async`` from a sync view under
@@ -235,7 +248,7 @@ async def compact_chat(chat_id: uuid.UUID, provider: ProviderConfig | None, emit
     await emit(ev.COMPACTION_STARTED, {"tokens_before": tokens_before,
                                        "context_window": window})
     try:
-        summary = await _summarise(provider, rows, plan.cut, window)
+        summary = await _summarise(provider, rows, plan.cut, window, on_model_call)
     except UpstreamError as exc:
         return await _failed(emit, CompactionFailed(
             f"The summary of the older exchanges could not be made ({exc}); nothing was "
@@ -266,10 +279,12 @@ async def _failed(emit: Emit, exc: CompactionFailed) -> NoReturn:
 class AutoCompactor:
     """The ``prepare`` hook of one turn (module docstring)."""
 
-    def __init__(self, chat_id: str, provider: ProviderConfig, emit: Emit) -> None:
+    def __init__(self, chat_id: str, provider: ProviderConfig, emit: Emit,
+                 on_model_call: OnModelCall | None = None) -> None:
         self.chat_id = uuid.UUID(chat_id)
         self.provider = provider
         self.emit = emit
+        self.on_model_call = on_model_call
         self.window = window_of(provider)
         self.gave_up = False  # one failed summary per turn is enough
 
@@ -295,7 +310,8 @@ class AutoCompactor:
         try:
             result = await compact_chat(self.chat_id, self.provider, self.emit,
                                         trigger="auto", system_prompt=system,
-                                        tokens_before=used)
+                                        tokens_before=used,
+                                        on_model_call=self.on_model_call)
         except NothingToCompact:
             return messages
         except CompactionFailed:
@@ -311,8 +327,10 @@ class AutoCompactor:
         return result.messages
 
 
-def auto_compactor(chat_id: str, setup: store.TurnSetup, emit: Emit) -> Prepare | None:
-    """The hook that compacts the context before a model call when it is too full."""
+def auto_compactor(chat_id: str, setup: store.TurnSetup, emit: Emit,
+                   on_model_call: OnModelCall | None = None) -> Prepare | None:
+    """The hook that compacts the context before a model call when it is too full;
+    ``on_model_call`` is told of each summary call (the turn's usage recorder)."""
     if setup.provider is None:
         return None
-    return AutoCompactor(chat_id, setup.provider, emit)
+    return AutoCompactor(chat_id, setup.provider, emit, on_model_call)

@@ -9,12 +9,15 @@ from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 
+from access.services import default_for
 from chats import compaction, store, versions
 from chats import system_prompt
 from chats.models import Chat, Message, TurnError
 from chats.turns import get_manager
 from gateway.errors import GatewayError
 from profiles.models import ModelProfile
+from usage import services as usage_services
+from usage import turns as usage_turns
 
 
 def chat_detail(chat: Chat, user: AbstractBaseUser) -> dict[str, Any]:
@@ -73,7 +76,8 @@ def stop_turn(chat: Chat, wait: float = 5.0) -> None:
 
 
 def _profile_of(chat: Chat) -> ModelProfile | None:
-    return chat.profile or ModelProfile.get_default()
+    """The profile the chat's next turn uses (as ``chats.store`` picks it)."""
+    return chat.profile or default_for(chat.owner)
 
 
 def context_report(chat: Chat) -> dict[str, Any]:
@@ -98,6 +102,13 @@ def compact(chat: Chat) -> dict[str, Any]:
     profile = _profile_of(chat)
     chat_id = str(chat.id)
     last_seq = store.chat_last_seq(chat.id)
+    # The summary is a model call of the chat's owner: refused like a turn when he may
+    # not use the profile or his budget is used up, and written to the usage ledger.
+    charge, on_model_call = None, None
+    if profile is not None:
+        charge = usage_turns.admit_now(chat.owner_id, chat_id, profile.name)
+        on_model_call = usage_turns.recorder(chat.owner_id, chat_id, profile.name, charge,
+                                             purpose="compaction", to_async=sync_to_async)
 
     async def publish(event_type: str, data: dict[str, Any]) -> None:
         manager = get_manager()
@@ -112,12 +123,14 @@ def compact(chat: Chat) -> dict[str, Any]:
         result = async_to_sync(compaction.compact_chat)(
             chat.id, store.provider_config(profile), publish, trigger="manual",
             system_prompt=[compaction.system_prompt_for(chat)], require_idle=True,
-            to_async=sync_to_async)
+            to_async=sync_to_async, on_model_call=on_model_call)
     except compaction.NothingToCompact as exc:
         raise GatewayError("not_enough_history", str(exc), 400) from None
     except compaction.CompactionFailed as exc:
         status = {"turn_running": 409, "no_profile": 400}.get(exc.code, 502)
         raise GatewayError(exc.code, str(exc), status) from None
+    finally:
+        usage_services.close_turn(charge)
     # No turn runs (checked above), so nobody else saves how far seq got: save it here,
     # or a restart would hand out the two compaction events' seqs again.
     store.save_last_seq(chat.id, async_to_sync(get_manager().hub.last_seq)(chat_id))

@@ -24,11 +24,13 @@ from django.conf import settings
 from agents import events as ev
 from agents.loop import Decision, TurnSpec, arguments_for_display, run_turn
 from agents.providers import ToolCall
-from agents import toolbox
+from agents import fs, toolbox
+from agents.sandbox import SandboxPolicy
 from agents.tools import ToolEnv
 from audit.services import ToolAudit
 from chats import compaction, history, store, system_prompt
 from chats.hub import control_group, make_hub
+from files import services as files_services
 from mcp_servers import runtime as mcp_runtime
 from gateway.errors import GatewayError
 from gateway.infra import db, is_infrastructure_error
@@ -213,9 +215,20 @@ async def _unattended(gate: ApprovalGate, asked: list[ToolCall],
     return []
 
 
-async def _current_sandbox(env: ToolEnv) -> ToolEnv:
-    """The tool env with the sandbox config as it is now (read before every call)."""
-    return replace(env, sandbox=await db(store.sandbox_policy)())
+def _env_settings(user_id: int) -> tuple[SandboxPolicy, fs.Quota]:
+    return store.sandbox_policy(), files_services.quota_for(user_id)
+
+
+def _current_env(user_id: int) -> Callable[[ToolEnv], Any]:
+    """The loop's ``refresh_env``: the tool env with the sandbox config and the owner's
+    workspace quota as they are now (read before every tool call, in one database call,
+    so an admin's change applies to the next call of every running turn)."""
+
+    async def refresh(env: ToolEnv) -> ToolEnv:
+        sandbox, quota = await db(_env_settings)(user_id)
+        return replace(env, sandbox=sandbox, quota=quota)
+
+    return refresh
 
 
 def _call_dict(call: ToolCall) -> dict[str, Any]:
@@ -225,13 +238,18 @@ def _call_dict(call: ToolCall) -> dict[str, Any]:
 class DbTurnStore:
     """The loop's ``TurnStore`` on the ORM."""
 
-    def __init__(self, writer: store.MessageWriter) -> None:
+    def __init__(self, writer: store.MessageWriter,
+                 on_tool_calls: Callable[[list[dict[str, Any]]], None] | None = None
+                 ) -> None:
         self.writer = writer
+        self.on_tool_calls = on_tool_calls  # told of every reply's tool calls (the audit)
 
     async def save_assistant(self, text: str, tool_calls: list[dict[str, Any]] | None,
                              usage: dict[str, int], model: str, status: str) -> None:
         await db(self.writer.add)(role="assistant", content=text, tool_calls=tool_calls,
                                   usage=usage or None, model=model, status=status)
+        if tool_calls and self.on_tool_calls:
+            self.on_tool_calls(tool_calls)
 
     async def save_tool_result(self, call_id: str, tool_name: str, content: str,
                                is_error: bool) -> None:
@@ -479,16 +497,20 @@ class TurnManager:
                              file_timeout=settings.GATEWAY_BASH_TIMEOUT),
             stream=setup.stream, max_rounds=settings.GATEWAY_MAX_TOOL_ROUNDS,
             timeout=settings.GATEWAY_UPSTREAM_TIMEOUT,
-            retries=settings.GATEWAY_UPSTREAM_RETRIES, refresh_env=_current_sandbox,
+            retries=settings.GATEWAY_UPSTREAM_RETRIES, refresh_env=_current_env(setup.owner_id),
             max_wait=settings.GATEWAY_STREAM_MAX_WAIT_MS / 1000,
             on_model_call=usage_turns.recorder(setup.owner_id, chat_id, setup.provider.name,
                                                charge),
         )
         gate = ApprovalGate(chat_id, emit, control, setup.allowed_tools)
-        turn_store = DbTurnStore(store.MessageWriter(uuid.UUID(chat_id), setup.next_position))
+        turn_store = DbTurnStore(store.MessageWriter(uuid.UUID(chat_id), setup.next_position),
+                                 on_tool_calls=tool_audit.expect)
+        # A compaction's summary is a model call of the turn too: same ledger, same charge.
+        summaries = usage_turns.recorder(setup.owner_id, chat_id, setup.provider.name, charge,
+                                         purpose="compaction")
         task = asyncio.create_task(run_turn(
             spec, emit, gate, turn_store,
-            prepare=compaction.auto_compactor(chat_id, setup, emit)))
+            prepare=compaction.auto_compactor(chat_id, setup, emit, summaries)))
         control.on_cancel = task.cancel
         try:
             await asyncio.wait({task})
@@ -499,6 +521,12 @@ class TurnManager:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await asyncio.shield(usage_turns.close(charge))
+            # Tool calls the turn never gave a result event (cut off by a cancel or a
+            # failure) are audited now, once each.
+            await asyncio.shield(tool_audit.close(*(
+                ("cancelled", "the turn was cancelled before the call finished")
+                if task.cancelled() else
+                ("interrupted", "the turn ended by a failure before the call finished"))))
         self._log_turn(chat_id, setup, task, started)
         # After the turn, off the path to its first token: repair the skills mirror and
         # refresh the prompt's parts before the next turn's tools can run.

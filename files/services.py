@@ -9,9 +9,10 @@ the application only once it has read all of it, so one request can never be lar
 ``GATEWAY_MAX_BODY_BYTES`` without costing that much memory; a larger file is sent in
 parts (``offset``/``total``/``upload``), each part streamed to a staging folder outside
 the workspace, and the parts are streamed into the workspace file (atomically) once the
-last one arrived. Limits: ``GATEWAY_FILES_MAX_FILE_BYTES`` per file,
-``GATEWAY_FILES_QUOTA_BYTES`` and ``GATEWAY_FILES_QUOTA_FILES`` per workspace; a refused
-upload stores nothing.
+last one arrived. Limits: ``GATEWAY_FILES_MAX_FILE_BYTES`` per file, and per workspace
+its user's quota (``quota_for``: what an admin set, else ``GATEWAY_FILES_QUOTA_BYTES`` and
+``GATEWAY_FILES_QUOTA_FILES``), the same quota the agent's `write` and `edit` tools are
+held to; a refused upload stores nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from django.contrib.auth import get_user_model
 
 from agents import fs
 from chats.store import workspace_for
+from files.models import WorkspaceQuota
 from gateway.errors import GatewayError
 
 # FsError codes as HTTP statuses: a refused path is the client's mistake (400/403), a
@@ -172,33 +174,64 @@ def check_size(size: int) -> None:
                            {"limit": limit})
 
 
-def check_quota(ws: fs.Workspace, adding_bytes: int, adding_files: int,
+def _own_quota(user_id: int) -> WorkspaceQuota | None:
+    return WorkspaceQuota.objects.filter(user_id=user_id).first()
+
+
+def quota_for(user_id: int) -> fs.Quota:
+    """The quota of the user's workspace: his own values where an admin set them, the
+    defaults (``GATEWAY_FILES_QUOTA_BYTES``/``_FILES``) for the rest."""
+    own = _own_quota(user_id)
+    return fs.Quota(
+        own.quota_bytes if own and own.quota_bytes is not None
+        else settings.GATEWAY_FILES_QUOTA_BYTES,
+        own.quota_files if own and own.quota_files is not None
+        else settings.GATEWAY_FILES_QUOTA_FILES)
+
+
+def check_quota(ws: fs.Workspace, limit: fs.Quota, adding_bytes: int, adding_files: int,
                 replacing: str | None = None) -> None:
     """409 ``quota_exceeded`` when the workspace would hold more bytes or files than its
     quota (what a replaced file held is given back)."""
-    used = ws.usage()
-    files, size = used.files + adding_files, used.bytes + adding_bytes
-    if replacing is not None and ws.is_file(replacing):
-        files, size = files - 1, size - ws.stat(replacing).st_size
-    quota_bytes = settings.GATEWAY_FILES_QUOTA_BYTES
-    quota_files = settings.GATEWAY_FILES_QUOTA_FILES
-    if size > quota_bytes or files > quota_files:
-        raise GatewayError(
-            "quota_exceeded",
-            f"The workspace would hold {size} bytes in {files} files; its quota is "
-            f"{quota_bytes} bytes and {quota_files} files. Delete something first.", 409,
-            {"quota_bytes": quota_bytes, "quota_files": quota_files,
-             "used_bytes": used.bytes, "used_files": used.files})
+    try:
+        ws.check_quota(limit, adding_bytes, adding_files, replacing=replacing)
+    except fs.QuotaExceeded as exc:
+        raise GatewayError("quota_exceeded", exc.message, 409, {
+            "quota_bytes": limit.max_bytes, "quota_files": limit.max_files,
+            "used_bytes": exc.used.bytes, "used_files": exc.used.files}) from None
 
 
 def quota(user: Any) -> dict[str, int]:
+    """The workspace's usage and the limits in force."""
+    limit = quota_for(user.pk)
     with open_workspace(user) as ws:
         used = ws.usage()
     return {"used_bytes": used.bytes, "used_files": used.files,
-            "quota_bytes": settings.GATEWAY_FILES_QUOTA_BYTES,
-            "quota_files": settings.GATEWAY_FILES_QUOTA_FILES,
+            "quota_bytes": limit.max_bytes, "quota_files": limit.max_files,
             "max_file_bytes": settings.GATEWAY_FILES_MAX_FILE_BYTES,
             "max_part_bytes": settings.DATA_UPLOAD_MAX_MEMORY_SIZE}
+
+
+def quota_detail(user: Any) -> dict[str, Any]:
+    """``quota`` plus whose it is, what an admin set (null: the default) and the
+    defaults."""
+    own = _own_quota(user.pk)
+    return {"user": user.get_username(), **quota(user),
+            "own": {"quota_bytes": own.quota_bytes if own else None,
+                    "quota_files": own.quota_files if own else None},
+            "default": {"quota_bytes": settings.GATEWAY_FILES_QUOTA_BYTES,
+                        "quota_files": settings.GATEWAY_FILES_QUOTA_FILES}}
+
+
+def set_quota(user: Any, changes: dict[str, int | None]) -> dict[str, Any]:
+    """An admin sets the user's own quota (``quota_bytes``, ``quota_files``; None goes
+    back to the default). It applies to the next upload and the next tool call."""
+    own = _own_quota(user.pk) or WorkspaceQuota(user=user)
+    for key in ("quota_bytes", "quota_files"):
+        if key in changes:
+            setattr(own, key, changes[key])
+    own.save()
+    return quota_detail(user)
 
 
 # --- uploading -----------------------------------------------------------------------
@@ -212,9 +245,10 @@ def store(user: Any, raw_path: str | None, chunks: Iterable[bytes], size: int) -
     """One whole file of ``size`` bytes (as declared), streamed into the workspace."""
     path = _path(raw_path)
     check_size(size)
+    limit = quota_for(user.pk)
     with open_workspace(user) as ws:
         try:
-            check_quota(ws, size, 1, replacing=path)
+            check_quota(ws, limit, size, 1, replacing=path)
             written = ws.write_bytes(path, chunks, max_bytes=min(
                 size, settings.GATEWAY_FILES_MAX_FILE_BYTES))
         except fs.FsError as exc:
@@ -231,7 +265,7 @@ def store_many(user: Any, raw_folder: str | None, uploads: list[Any]) -> list[di
         check_size(upload.size)
     with open_workspace(user) as ws:
         try:
-            check_quota(ws, sum(u.size for u in uploads), len(uploads))
+            check_quota(ws, quota_for(user.pk), sum(u.size for u in uploads), len(uploads))
         except fs.FsError as exc:
             raise gateway_error(exc) from None
     return [store(user, f"{folder}/{upload.name}", upload.chunks(fs.CHUNK), upload.size)
@@ -250,10 +284,11 @@ def store_part(user: Any, raw_path: str | None, chunks: Iterable[bytes], offset:
     starts an upload and answers its id; the part that completes it moves the file in."""
     path = _path(raw_path)
     check_size(total)
+    limit = quota_for(user.pk)
     with open_workspace(user) as ws, _staging(user) as parts:
         try:
             if offset == 0 and not upload:
-                check_quota(ws, total, 1, replacing=path)
+                check_quota(ws, limit, total, 1, replacing=path)
                 _drop_abandoned(parts)
                 upload = uuid.uuid4().hex
             elif not upload or not _UPLOAD_ID.match(upload) or not parts.is_dir(upload):
@@ -268,7 +303,7 @@ def store_part(user: Any, raw_path: str | None, chunks: Iterable[bytes], offset:
                                           max_bytes=total - offset)
             if received < total:
                 return {"upload": upload, "received": received, "size": total}
-            check_quota(ws, total, 1, replacing=path)
+            check_quota(ws, limit, total, 1, replacing=path)
             written = ws.write_bytes(path, _joined(parts, upload), max_bytes=total)
         except fs.FsError as exc:
             if upload and exc.code == "too_large":

@@ -48,6 +48,34 @@ class FileListView(APIView):
         return Response({**body, "quota": services.quota(owner)})
 
 
+class QuotaSerializer(StrictSerializer):
+    quota_bytes = serializers.IntegerField(min_value=0, max_value=2 ** 63 - 1, required=False,
+                                           allow_null=True)
+    quota_files = serializers.IntegerField(min_value=0, max_value=2 ** 63 - 1, required=False,
+                                           allow_null=True)
+
+
+class QuotaView(APIView):
+    """GET: the workspace's usage, the quota in force, the user's own values and the
+    defaults (``?user=`` for admins). PUT (admins): set the user's own quota; a null
+    value goes back to the default."""
+
+    permission_classes = [IsAuthenticated]
+    parser_classes = [JSONParser]
+
+    @extend_schema(responses=responses({200: OpenApiTypes.OBJECT}, 403, 404))
+    def get(self, request: Request) -> Response:
+        return Response(services.quota_detail(_owner(request)))
+
+    @extend_schema(request=QuotaSerializer,
+                   responses=responses({200: OpenApiTypes.OBJECT}, 403, 404, body=True))
+    def put(self, request: Request) -> Response:
+        if not request.user.is_staff:
+            raise GatewayError("forbidden", "Only admins set workspace quotas.", 403)
+        owner = _owner(request)
+        return Response(services.set_quota(owner, validated(QuotaSerializer, request)))
+
+
 class PathSerializer(StrictSerializer):
     path = serializers.CharField()
 

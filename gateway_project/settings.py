@@ -275,9 +275,10 @@ if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
                           "LOCATION": REDIS_URL, "KEY_PREFIX": "gateway-cache"}}
 
-# Workspace files (files/, docs/files.md): the largest file an upload may store, and each
-# workspace's quota in bytes and in files. Uploads larger than GATEWAY_MAX_BODY_BYTES are
-# sent in parts of at most that size.
+# Workspace files (files/, docs/files.md): the largest file an upload may store, and the
+# default quota of a workspace in bytes and in files (an admin may set a user's own with
+# PUT /api/files/quota). Uploads larger than GATEWAY_MAX_BODY_BYTES are sent in parts of
+# at most that size.
 INSTALLED_APPS += ["files"]
 GATEWAY_FILES_MAX_FILE_BYTES = envint("GATEWAY_FILES_MAX_FILE_BYTES", 512 * 1024 * 1024,
                                       minimum=1)

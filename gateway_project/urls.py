@@ -55,6 +55,7 @@ api = [
     path("files/upload", files.UploadView.as_view()),
     path("files/folder", files.FolderView.as_view()),
     path("files/rename", files.RenameView.as_view()),
+    path("files/quota", files.QuotaView.as_view()),
     path("tokens", gateway.TokenListView.as_view()),
     path("tokens/<str:token_id>", gateway.TokenDetailView.as_view()),
     path("jobs", jobs.JobListView.as_view()),

@@ -18,9 +18,9 @@ class BudgetAdmin(admin.ModelAdmin):
 class UsageRecordAdmin(admin.ModelAdmin):
     """The ledger is written by turns only."""
 
-    list_display = ("created_at", "username", "profile_name", "model", "input_tokens",
-                    "output_tokens", "cost", "duration_ms")
-    list_filter = ("profile_name", "model")
+    list_display = ("created_at", "username", "profile_name", "model", "purpose",
+                    "input_tokens", "output_tokens", "cost", "duration_ms")
+    list_filter = ("purpose", "profile_name", "model")
     search_fields = ("username", "chat_id")
 
     def has_add_permission(self, request):

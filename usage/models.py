@@ -18,6 +18,9 @@ from django.db import models
 from profiles.models import ModelProfile
 
 PERIODS = ("day", "month")
+# What a model call was for: a turn's own call, or the summary of a compaction (made in
+# a turn, or asked for with POST /api/chats/<id>/compact).
+PURPOSES = ("turn", "compaction")
 MONEY = {"max_digits": 14, "decimal_places": 6}
 
 
@@ -51,7 +54,8 @@ class ProfilePrice(models.Model):
 
 
 class UsageRecord(models.Model):
-    """One model call. Kept when the chat or the profile goes (names are copied)."""
+    """One model call (``purpose``: a turn's, or a compaction's summary). Kept when the
+    chat or the profile goes (names are copied)."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL,
                              related_name="usage_records")
@@ -63,6 +67,8 @@ class UsageRecord(models.Model):
     output_tokens = models.PositiveIntegerField()
     duration_ms = models.PositiveIntegerField()
     cost = models.DecimalField(null=True, **MONEY)
+    purpose = models.CharField(max_length=16, choices=[(p, p) for p in PURPOSES],
+                               default="turn")
     charge = models.ForeignKey("TurnCharge", null=True, on_delete=models.SET_NULL,
                                related_name="records")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -80,7 +86,7 @@ class UsageRecord(models.Model):
                 "profile": self.profile_name, "model": self.model,
                 "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
                 "duration_ms": self.duration_ms, "cost": money(self.cost),
-                "created_at": self.created_at.isoformat()}
+                "purpose": self.purpose, "created_at": self.created_at.isoformat()}
 
 
 class Budget(models.Model):

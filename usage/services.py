@@ -32,8 +32,9 @@ ESTIMATE_WINDOW = dt.timedelta(days=30)
 
 def record_call(*, user_id: int, chat_id: str | None, profile_name: str, model: str,
                 input_tokens: int, output_tokens: int, duration_ms: int,
-                charge_id: int | None) -> UsageRecord:
-    """Write one model call to the ledger (and add it to its turn's charge)."""
+                charge_id: int | None, purpose: str = "turn") -> UsageRecord:
+    """Write one model call to the ledger (and add it to its turn's charge). Every
+    call counts against the budgets alike, whatever its ``purpose``."""
     price = ProfilePrice.objects.filter(profile__name=profile_name).first()
     cost = price.cost(input_tokens, output_tokens) if price else None
     username = get_user_model().objects.filter(pk=user_id) \
@@ -42,7 +43,7 @@ def record_call(*, user_id: int, chat_id: str | None, profile_name: str, model: 
         record = UsageRecord.objects.create(
             user_id=user_id, username=username, chat_id=chat_id, profile_name=profile_name,
             model=model, input_tokens=input_tokens, output_tokens=output_tokens,
-            duration_ms=duration_ms, cost=cost, charge_id=charge_id)
+            duration_ms=duration_ms, cost=cost, charge_id=charge_id, purpose=purpose)
         if charge_id is not None:
             TurnCharge.objects.filter(pk=charge_id).update(
                 tokens=F("tokens") + input_tokens + output_tokens,
@@ -186,6 +187,7 @@ GROUPINGS = {
     "user": F("username"),
     "profile": F("profile_name"),
     "model": F("model"),
+    "purpose": F("purpose"),
     "day": TruncDate("created_at"),
     "month": TruncMonth("created_at"),
 }
@@ -213,7 +215,7 @@ def _key(value: Any) -> str:
 
 
 def grouped(rows: QuerySet[UsageRecord], group_by: str) -> list[dict[str, Any]]:
-    """Sums per user, profile, model, day or month, in key order."""
+    """Sums per user, profile, model, purpose, day or month, in key order."""
     sums = rows.order_by().annotate(key=GROUPINGS[group_by]).values("key").annotate(
         calls=Count("id"), input_tokens=Sum("input_tokens"),
         output_tokens=Sum("output_tokens"), cost=Sum("cost"),

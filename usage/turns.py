@@ -1,9 +1,10 @@
-"""What the turn runner (``chats.turns``) calls: admit a turn before any upstream call
-(model access, then budgets), record each model call, close the turn's charge."""
+"""What the turn runner (``chats.turns``) and a manual compaction call: admit a turn
+before any upstream call (model access, then budgets), record each model call (a turn's
+own and the summary of a compaction), close the turn's charge."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
@@ -17,7 +18,8 @@ from usage import services
 db = database_sync_to_async
 
 
-def _admit(user_id: int, chat_id: str, profile_name: str) -> int | None:
+def admit_now(user_id: int, chat_id: str, profile_name: str) -> int | None:
+    """``admit``, from sync code (a view): the charge id, or GatewayError."""
     user = get_user_model().objects.get(pk=user_id)
     profile = ModelProfile.objects.filter(name=profile_name).first()
     if profile is not None:
@@ -28,7 +30,7 @@ def _admit(user_id: int, chat_id: str, profile_name: str) -> int | None:
 async def admit(user_id: int, chat_id: str, profile_name: str) -> int | None:
     """The turn's charge id (None without budget), or GatewayError
     (``profile_not_allowed``, ``budget_exceeded``)."""
-    return await db(_admit)(user_id, chat_id, profile_name)
+    return await db(admit_now)(user_id, chat_id, profile_name)
 
 
 def error_data(exc: GatewayError) -> dict[str, Any]:
@@ -43,14 +45,17 @@ async def close(charge_id: int | None) -> None:
         await db(services.close_turn)(charge_id)
 
 
-def recorder(user_id: int, chat_id: str, profile_name: str, charge_id: int | None
-             ) -> OnModelCall:
-    """The loop's ``on_model_call``: one ledger row per model call."""
+def recorder(user_id: int, chat_id: str, profile_name: str, charge_id: int | None,
+             purpose: str = "turn",
+             to_async: Callable[..., Callable[..., Awaitable[Any]]] = db) -> OnModelCall:
+    """The loop's (or the compaction's) ``on_model_call``: one ledger row per model call,
+    added to the turn's charge. ``to_async`` wraps the database write (``sync_to_async``
+    from a sync view, whose connection may be inside a transaction)."""
 
     async def on_model_call(call: ModelCall) -> None:
-        await db(services.record_call)(
+        await to_async(services.record_call)(
             user_id=user_id, chat_id=chat_id, profile_name=profile_name, model=call.model,
             input_tokens=call.input_tokens, output_tokens=call.output_tokens,
-            duration_ms=call.duration_ms, charge_id=charge_id)
+            duration_ms=call.duration_ms, charge_id=charge_id, purpose=purpose)
 
     return on_model_call

@@ -102,7 +102,7 @@ class UsageView(APIView):
 
 
 CSV_COLUMNS = ["created_at", "user", "chat_id", "profile", "model", "input_tokens",
-               "output_tokens", "duration_ms", "cost"]
+               "output_tokens", "duration_ms", "cost", "purpose"]
 
 
 class UsageExportView(APIView):

@@ -59,8 +59,9 @@ def test_the_export_is_csv_of_every_call_or_of_the_groups(admin, alice):
     spend(alice, (7, 3))
     rows = admin.client.get("/api/usage/export").content.decode().splitlines()
     assert rows[0] == "created_at,user,chat_id,profile,model,input_tokens,output_tokens," \
-                      "duration_ms,cost"
-    assert rows[1].split(",")[1:8] == ["alice", "", "fake", "fake-model", "7", "3", "10"]
+                      "duration_ms,cost,purpose"
+    assert rows[1].split(",")[1:] == ["alice", "", "fake", "fake-model", "7", "3", "10", "",
+                                      "turn"]
     grouped = admin.client.get("/api/usage/export?group_by=user").content.decode()
     assert grouped.splitlines()[1] == "alice,1,7,3,,10"
 
