@@ -25,16 +25,20 @@ import re
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import IO, Any, Awaitable, Callable, Iterable
+from typing import IO, TYPE_CHECKING, Any, Awaitable, Callable, Iterable
 
 import anyio
 import httpx2
-import mcp_types
-from mcp import Client, MCPError, StdioServerParameters
-from mcp.client.stdio import stdio_client
-from mcp.client.streamable_http import streamable_http_client
 
 from agents.tools import ToolEnv, ToolResult
+
+if TYPE_CHECKING:
+    import mcp_types
+    from mcp import Client
+
+# The SDK (``mcp``, ``mcp_types``: ~3 s of pydantic models to import) is imported where a
+# session is made or a result read, not here: every process imports this module for
+# ``ServerConfig``, and most never connect to an MCP server.
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +122,8 @@ def resolve_env(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
 
 def describe(exc: BaseException) -> str:
     """One line for a failure; task groups wrap the real error in exception groups."""
+    from mcp import MCPError
+
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     if isinstance(exc, MCPError):
@@ -128,6 +134,8 @@ def describe(exc: BaseException) -> str:
 
 def result_text(result: mcp_types.CallToolResult, limit: int) -> str:
     """A tool result as the text the model gets; non-text blocks are described."""
+    import mcp_types
+
     parts: list[str] = []
     for block in result.content:
         if isinstance(block, mcp_types.TextContent):
@@ -250,6 +258,10 @@ class _Server:
             self.status.restarts += 1
 
     def _transport(self, errlog: IO[str], stack: contextlib.AsyncExitStack) -> Any:
+        from mcp import StdioServerParameters
+        from mcp.client.stdio import stdio_client
+        from mcp.client.streamable_http import streamable_http_client
+
         config = self.config
         if config.transport == "stdio":
             params = StdioServerParameters(command=config.command, args=list(config.args),
@@ -269,6 +281,9 @@ class _Server:
 
     async def _serve(self, errlog: IO[str]) -> None:
         """Connect, publish the tools, and return when the session is lost."""
+        import mcp_types
+        from mcp import Client
+
         async with contextlib.AsyncExitStack() as stack:
             transport = self._transport(errlog, stack)
             # One anyio scope around the whole session (scopes must nest): its deadline
@@ -318,6 +333,9 @@ class _Server:
                 self._set(client, tools)
 
     async def call(self, tool: str, args: dict[str, Any]) -> mcp_types.CallToolResult:
+        import mcp_types
+        from mcp import MCPError
+
         client = self.client
         if client is None:
             detail = f": {self.status.message}" if self.status.message else ""
