@@ -23,7 +23,7 @@ from tests.fake_upstream import FakeUpstream, Text
 
 RUNS = 50
 ROWS, COLS = 200, 120  # tall enough that a whole answer stays on the screen
-TABLES, TABLE_ROWS = 8, 3
+TABLES, TABLE_ROWS = 4, 3
 RUNS_PER_CHAT = 10  # fewer tokens than the fake profile's window: no compaction
 
 
