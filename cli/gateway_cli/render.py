@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from typing import Any, Optional
 
 from rich.console import Console, ConsoleOptions, RenderResult
@@ -65,7 +67,16 @@ class MarkdownStream:
     finished blocks are printed for good as soon as they are complete; the block being
     written is shown in a small live region redrawn as deltas arrive. A status line with a
     spinner (``thinking…``) can stand in for text that has not come yet.
+
+    Every frame is drawn from the caller's thread (the event loop's): the live region does
+    not refresh itself from rich's refresh thread. That thread drew frames while a finished
+    block was being printed above the region; each write moved the cursor by the height of
+    a frame the other had not written yet, so rows were erased or left twice on the screen.
+    Frames are drawn at most every ``REFRESH`` seconds; a timer on the running event loop
+    draws the last one (and turns the spinner) when no delta comes.
     """
+
+    REFRESH = 1 / 15
 
     def __init__(self, console: Console) -> None:
         self.console = console
@@ -74,6 +85,10 @@ class MarkdownStream:
         self.printed = 0  # lines of the rendering printed for good
         self.status: Optional[str] = None
         self.live: Optional[Live] = None
+        self._drawn_at = 0.0  # time.monotonic() of the last frame
+        self._behind = False  # the live region shows less than it should
+        self._loop: Optional[asyncio.AbstractEventLoop] = None  # draws late frames
+        self._timer: Optional[asyncio.TimerHandle] = None
 
     def _renderable(self) -> Any:
         if self.text[self.stable:].strip():
@@ -84,10 +99,43 @@ class MarkdownStream:
 
     def _ensure_live(self) -> None:
         if self.live is None:
-            self.live = Live(self._renderable(), console=self.console, auto_refresh=True,
-                             refresh_per_second=12, transient=True,
-                             redirect_stdout=False, redirect_stderr=False)
+            self.live = Live(self._renderable(), console=self.console, auto_refresh=False,
+                             transient=True, redirect_stdout=False, redirect_stderr=False)
             self.live.start()
+            self._drawn_at = 0.0  # the first frame is drawn at once
+            try:
+                self._loop = asyncio.get_running_loop()
+            except RuntimeError:  # no event loop (a plain script): every update is drawn
+                self._loop = None
+            self._tick_later()
+
+    def _draw(self) -> None:
+        assert self.live is not None
+        self.live.refresh()
+        self._drawn_at = time.monotonic()
+        self._behind = False
+
+    def _show(self, now: bool = False) -> None:
+        """Put the current state in the live region: drawn at once when ``now``, when the
+        last frame is old enough, or when there is no event loop to draw it later."""
+        assert self.live is not None
+        self.live.update(self._renderable())
+        if now or self._loop is None or time.monotonic() - self._drawn_at >= self.REFRESH:
+            self._draw()
+        else:
+            self._behind = True
+
+    def _tick_later(self) -> None:
+        if self._loop is not None:
+            self._timer = self._loop.call_later(self.REFRESH, self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        if self.live is None:
+            return
+        if self._behind or isinstance(self.live.renderable, Spinner):
+            self._draw()
+        self._tick_later()
 
     def _print_upto(self, end: int) -> None:
         """Print the rendering of ``text[:end]`` past what is already printed."""
@@ -96,8 +144,7 @@ class MarkdownStream:
             return
         total = len(self.console.render_lines(markdown(doc), self.console.options, pad=False))
         if total > self.printed:
-            target = self.live.console if self.live is not None else self.console
-            target.print(_Lines(doc, self.printed))
+            self.console.print(_Lines(doc, self.printed))
             self.printed = total
 
     def set_status(self, status: Optional[str]) -> None:
@@ -105,23 +152,28 @@ class MarkdownStream:
         if status is not None and not self.text.strip():
             self._ensure_live()
         if self.live is not None:
-            self.live.update(self._renderable())
+            self._show(now=True)
 
     def feed(self, text: str) -> None:
         if not text:
             return
         self.text += text
         split = stable_split(self.text)
-        if split > self.stable:
+        block_done = split > self.stable
+        if block_done:
             self.stable = split
             self._print_upto(split)
         self._ensure_live()
-        assert self.live is not None
-        self.live.update(self._renderable())
+        # After a print the region below it shows an old frame: draw the new one at once.
+        self._show(now=block_done)
 
     def finish(self) -> str:
         """Stop the live region and print the rest; returns the segment's text."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self.live is not None:
+            self.live.update(self._renderable())
             self.live.stop()
             self.live = None
         text = self.text

@@ -24,7 +24,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from . import __version__, render
+from . import __version__, keys, render
 from .api import ApiError, GatewayAPI
 from .config import Config, State, data_dir
 from .session import ChatSocket, SessionError, event
@@ -45,14 +45,18 @@ Commands:
   /get <path> [to]       download a workspace file (to the current folder by default)
   /help                  this list
   /quit                  leave (or Ctrl-D)
-Tool requests: y = allow, n = deny, a = always allow this tool in this chat.
+Tool requests (one key, no Enter): y = allow, n = deny, a = always allow this tool
+in this chat, c or Ctrl-C = cancel the turn.
 Ctrl-C cancels a running turn; at an empty prompt press it twice to leave."""
 
 _FOLLOW = object()  # prompt result: a turn started elsewhere, follow it
 _CTRL_C = object()  # prompt result: Ctrl-C on an empty line
 _STARTS_TURN = ("agent.turn_started", "agent.tool_request", "agent.text_delta", "agent.text")
+QUESTION = "Allow? [y]es / [n]o / [a]lways for this chat / [c]ancel the turn: "
 VERDICTS = {"y": "allow", "yes": "allow", "n": "deny", "no": "deny",
-            "a": "allow_chat", "always": "allow_chat"}
+            "a": "allow_chat", "always": "allow_chat",
+            "c": "cancel", "cancel": "cancel", "/cancel": "cancel"}
+SAID = {"allow": "yes", "deny": "no", "allow_chat": "always", "cancel": "cancel"}
 
 
 def esc(value: Any) -> str:
@@ -88,6 +92,13 @@ class _EchoOff:
         except (ImportError, OSError, ValueError):
             pass
         self.saved = None
+
+
+def _stdin_fd() -> Optional[int]:
+    try:
+        return sys.stdin.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 class Exit(Exception):
@@ -524,27 +535,42 @@ class Repl:
                 verdicts[call_id] = "allow_chat"
                 self.console.print("[dim]  allowed (always for this chat)[/]")
                 continue
-            while True:
-                try:
-                    answer = (await self.ask(
-                        "Allow? [y]es / [n]o / [a]lways for this chat / [c]ancel the turn: "
-                    )).strip().lower()
-                except EOFError:
-                    answer = "/cancel"
-                if answer in ("c", "cancel", "/cancel"):
-                    self.console.print("[yellow]cancelling…[/]")
-                    if self.sock and not await self.sock.cancel() and self.chat_id:
-                        await self.api.cancel(self.chat_id)
-                    for c in calls:
-                        verdicts.setdefault(str(c.get("id")), "deny")
-                    return verdicts
-                if answer in VERDICTS:
-                    break
-                self.console.print("[dim]answer y, n or a[/]")
-            verdicts[call_id] = VERDICTS[answer]
-            if VERDICTS[answer] == "allow_chat":
+            verdict = await self.ask_verdict()
+            if verdict == "cancel":
+                self.console.print("[yellow]cancelling…[/]")
+                if self.sock and not await self.sock.cancel() and self.chat_id:
+                    await self.api.cancel(self.chat_id)
+                for c in calls:
+                    verdicts.setdefault(str(c.get("id")), "deny")
+                return verdicts
+            verdicts[call_id] = verdict
+            if verdict == "allow_chat":
                 always.add(name)
         return verdicts
+
+    async def ask_verdict(self) -> str:
+        """``allow``, ``deny``, ``allow_chat`` or ``cancel``: one key press in a terminal
+        (Ctrl-C and Ctrl-D cancel; other keys are ignored), else a line."""
+        fd = _stdin_fd()
+        if not keys.is_terminal(fd):
+            while True:
+                try:
+                    answer = (await self.ask(QUESTION)).strip().lower()
+                except EOFError:
+                    return "cancel"
+                if answer in VERDICTS:
+                    return VERDICTS[answer]
+                self.console.print("[dim]answer y, n, a or c[/]")
+        assert fd is not None
+        with keys.KeyMode(fd) as term:  # before the question: a key is never typed too soon
+            self.console.print(Text(QUESTION), end="")
+            while True:
+                key = (await term.read()).lower()
+                verdict = "cancel" if key in (keys.CTRL_C, keys.CTRL_D) else VERDICTS.get(key)
+                if verdict is not None:
+                    break
+        self.console.print(Text(SAID[verdict], style="bold"))
+        return verdict
 
     # ------------------------------------------------------------------ commands
     async def handle(self, line: str) -> None:

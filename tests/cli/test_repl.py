@@ -44,7 +44,7 @@ def test_a_session_streams_answers_tools_and_commands(cli_env, gateway: ServePro
         term.send_line("run a tool")
         term.expect(r"⚙ bash\s+\$ echo from-the-repl")
         term.expect(r"Allow\? \[y\]es / \[n\]o / \[a\]lways for this chat")
-        term.send_line("y")
+        term.child.send("y")  # one key, no Enter
         term.expect(r"⎿ from-the-repl")
         term.expect(r"The tool printed from-the-repl\.")
         term.prompt()
@@ -58,7 +58,7 @@ def test_a_session_streams_answers_tools_and_commands(cli_env, gateway: ServePro
                          Text("second done"))
         term.send_line("again")
         term.expect(r"Allow\?")
-        term.send_line("a")
+        term.child.send("a")
         term.expect(r"⎿ always-1")
         term.expect("first done")
         term.prompt()
@@ -117,7 +117,7 @@ def test_a_session_streams_answers_tools_and_commands(cli_env, gateway: ServePro
         term.send_line("write a file")
         term.expect(r"⚙ write\s+x\.txt")
         term.expect(r"Allow\?")
-        term.send_line("/cancel")
+        term.child.send("c")
         term.expect(r"⨯ cancelled")
         term.prompt()
 
@@ -152,6 +152,52 @@ def test_a_session_streams_answers_tools_and_commands(cli_env, gateway: ServePro
     assert "+hello there" in history.read_text()
     state = json.loads((history.parent / "state.json").read_text())
     assert state["last_chat"][gateway.url] == chat_id
+
+
+def test_a_tool_question_is_answered_with_one_key(cli_env, upstream: FakeUpstream):
+    term = spawn(cli_env, "--new")
+    try:
+        term.expect(r"new chat [0-9a-f-]{36}")
+        term.prompt()
+
+        upstream.enqueue(ToolCalls([("k1", "bash", {"command": "echo pressed-y"})]),
+                         Text("ran it"))
+        term.send_line("run it")
+        term.expect(r"Allow\? .* the turn: ")
+        term.child.send("y")  # no Enter
+        term.expect(r"(?<=the turn: )yes\b")  # the answer, after the question
+        term.expect(r"⎿ pressed-y")
+        term.expect("ran it")
+        term.prompt()
+        assert upstream.requests[-1]["messages"][-1]["content"].strip() == "pressed-y"
+
+        upstream.enqueue(ToolCalls([("k2", "bash", {"command": "echo pressed-n"})]),
+                         Text("did not run it"))
+        term.send_line("run another")
+        term.expect(r"Allow\? .* the turn: ")
+        term.child.send("x")  # not an answer: the question stays
+        term.child.send("n")
+        term.expect(r"(?<=the turn: )no\b")  # the answer, after the question
+        term.expect("did not run it")
+        term.prompt()
+        tool_message = upstream.requests[-1]["messages"][-1]
+        assert tool_message["role"] == "tool" and tool_message["content"].startswith("Denied")
+
+        # Ctrl-C at the question cancels the turn; the prompt reads lines again afterwards
+        upstream.enqueue(ToolCalls([("k3", "bash", {"command": "echo never"})]))
+        term.send_line("one more")
+        term.expect(r"Allow\? .* the turn: ")
+        term.child.sendcontrol("c")
+        term.expect(r"(?<=the turn: )cancel\b")  # the answer, after the question
+        term.expect(r"⨯ cancelled")
+        term.prompt()
+        term.send_line("after the question")
+        term.expect("echo: after the question")
+        term.prompt()
+        term.child.sendeof()
+        assert term.wait_exit() == 0
+    finally:
+        term.child.close(force=True)
 
 
 def test_a_turn_started_elsewhere_is_shown_and_the_typed_line_kept(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
+import threading
 from pathlib import Path
 
 import pytest
@@ -78,6 +81,23 @@ def test_streamed_markdown_looks_like_the_whole(tmp_path: Path):
         stream.feed(text[i:i + 3])
     stream.finish()
     assert streamed.export_text() == whole.export_text()
+
+
+async def test_the_live_region_is_drawn_from_the_event_loop_alone():
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=60, height=20)
+    stream = render.MarkdownStream(console)
+    threads = threading.active_count()
+    stream.feed("| key | value |\n|---|---|\n")
+    stream.feed("| row-1 | x |\n")  # right after a frame: the loop's timer draws it
+    assert threading.active_count() == threads  # no refresh thread of rich's
+    for _ in range(250):
+        if "row-1" in out.getvalue():
+            break
+        await asyncio.sleep(0.02)
+    assert "row-1" in out.getvalue(), "the last delta was never drawn"
+    stream.finish()
+    assert threading.active_count() == threads
 
 
 def test_context_bar_marks_the_compaction_threshold():
