@@ -93,11 +93,15 @@ def enqueue_and_start(chat_id: uuid.UUID, content: Any, stream: bool, owner: str
     """Store a user message as queued; if ``owner`` is given and the chat is idle, also
     take its turn lock and start the oldest queued message. Returns the message id, its
     place in the queue (1 = next) and the started turn's setup, if any."""
-    msg = Message.objects.create(chat_id=chat_id, role="user", content=content,
-                                 status="queued", stream=stream)
-    # Last activity; and an untitled chat is titled from its first message at once.
+    # The chat's row first (last activity; an untitled chat is titled from its first
+    # message at once): its row lock orders this against ``release``. A turn that ends
+    # meanwhile either waits for this commit, and its last look for queued messages
+    # (``has_queued`` after the release) sees the message, or has released already, and
+    # ``try_acquire`` below finds the chat free. Never a message left waiting.
     Chat.objects.filter(pk=chat_id).update(updated_at=timezone.now(),
                                            **titles.untitled_set(content))
+    msg = Message.objects.create(chat_id=chat_id, role="user", content=content,
+                                 status="queued", stream=stream)
     queued = Message.objects.filter(chat_id=chat_id, status="queued").count()
     setup = None
     if owner is not None and try_acquire(chat_id, owner, lease):

@@ -333,6 +333,10 @@ class TurnManager:
         await self.publish(chat_id, ev.QUEUED, {"message_id": message_id, "position": queued})
         if setup is not None:
             self.tasks[chat_id] = asyncio.create_task(self._drain(chat_id, owner, setup))
+        elif owner is None and chat_id not in self.tasks:
+            # This process's turn ended while the message was stored: make sure its queue
+            # runs (``kick`` does nothing when another drain holds the chat).
+            await self.kick(chat_id)
         return message_id
 
     def _new_owner(self) -> str:

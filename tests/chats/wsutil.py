@@ -38,10 +38,13 @@ async def receive_until(comm: WebsocketCommunicator, event_type: str,
     deadline = loop.time() + timeout
     while True:
         remaining = deadline - loop.time()
-        if remaining <= 0:
+        try:
+            if remaining <= 0:
+                raise TimeoutError
+            event = await comm.receive_json_from(timeout=remaining)
+        except TimeoutError:
             raise AssertionError(f"no {event_type} within {timeout}s; got "
-                                 f"{[e['type'] for e in got]}")
-        event = await comm.receive_json_from(timeout=remaining)
+                                 f"{[e['type'] for e in got]}") from None
         ev.check_event(event["type"], event["data"])
         got.append(event)
         if event["type"] == event_type:
