@@ -16,8 +16,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from agents import fs
-from agents.sandbox import SandboxPolicy, format_result, run_command
+from agents import fs, warm
+from agents.sandbox import SandboxPolicy, format_result
 
 BUILTIN_TOOLS: list[dict[str, Any]] = [
     {
@@ -96,6 +96,8 @@ class ToolEnv:
 
     ``files`` is the bounded pool that runs ``read``, ``write`` and ``edit``, each within
     ``file_timeout`` seconds; ``edit_limit`` caps the size of a file ``edit`` loads.
+    ``sandbox_key`` names whose warm sandbox ``bash`` uses (the chat's id); without it
+    the workspace's (``agents.warm``).
     """
 
     workspace: Path
@@ -105,6 +107,7 @@ class ToolEnv:
     file_timeout: float = 30.0
     edit_limit: int = 8 * 1024 * 1024
     files: fs.FileRunner = field(default_factory=fs.shared_runner)
+    sandbox_key: str | None = None
 
 
 class ToolError(Exception):
@@ -169,8 +172,9 @@ async def run_tool(name: str, args: dict[str, Any], env: ToolEnv) -> ToolResult:
             if not isinstance(command, str) or not command.strip():
                 raise ToolError("'command' must be a non-empty string")
             timeout = env.sandbox.timeout_seconds if env.sandbox.enabled else env.bash_timeout
-            result = await run_command(command, env.workspace, env.sandbox,
-                                       timeout=timeout, output_limit=env.output_limit)
+            result = await warm.run_command(command, env.workspace, env.sandbox,
+                                            timeout=timeout, output_limit=env.output_limit,
+                                            key=env.sandbox_key)
             failed = result.error is not None or result.timed_out or result.exit_code != 0
             return ToolResult(format_result(result), is_error=failed)
         handler = _FILE_TOOLS.get(name)
