@@ -76,7 +76,7 @@ from pathlib import Path
 from agents import sandbox as sb
 from agents.sandbox import CommandResult, SandboxPolicy
 
-__all__ = ["run_command", "close_all", "close", "enabled", "idle_seconds", "MAX_WARM"]
+__all__ = ["run_command", "close_all", "close", "enabled", "idle_seconds", "stats", "MAX_WARM"]
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +125,13 @@ def idle_seconds() -> float:
 
 _pool: dict[str, WarmSandbox] = {}
 _failed: dict[str, float] = {}  # fingerprint -> when to try starting one again
+_counts = {"warm_calls": 0, "cold_calls": 0, "started": 0, "start_failures": 0}
+
+
+def stats() -> dict[str, int]:
+    """Counters of this process: sandboxed calls run warm / cold, sandboxes started,
+    starts that failed, and how many are warm now."""
+    return {**_counts, "alive": len(_pool)}
 
 
 class _Gone(Exception):
@@ -172,6 +179,8 @@ async def run_command(
     busy all take the cold path.
     """
     def cold() -> asyncio.Future:
+        if policy.enabled:
+            _counts["cold_calls"] += 1
         return sb.run_command(command, workspace, policy, timeout=timeout,
                               output_limit=output_limit, env=env)
 
@@ -235,6 +244,7 @@ async def _acquire(key: str, fingerprint: str, ws: Path, policy: SandboxPolicy,
             del _pool[key]
         await box.close()
         _failed[fingerprint] = now + _RETRY_AFTER_FAILURE
+        _counts["start_failures"] += 1
         logger.warning("cannot start a warm sandbox (bash calls run cold for %.0f s): %s",
                        _RETRY_AFTER_FAILURE, exc)
         return None
@@ -245,6 +255,7 @@ async def _acquire(key: str, fingerprint: str, ws: Path, policy: SandboxPolicy,
         sb._spawn_background(box.close())
         raise
     _failed.pop(fingerprint, None)
+    _counts["started"] += 1
     return box
 
 
@@ -481,6 +492,7 @@ class WarmSandbox:
             await asyncio.to_thread(sb.strip_privileges, self.workspace)
         result.duration = time.monotonic() - started
         self.calls += 1
+        _counts["warm_calls"] += 1
         self._release(recycle=reply is None or bool(reply.get("recycle")))
         return result
 
@@ -541,8 +553,7 @@ class WarmSandbox:
         self.last_used = time.monotonic()
         if recycle or self.retiring or self.dead:
             self._discard()
-            if not self.dead:
-                sb._spawn_background(self.close())
+            sb._spawn_background(self.close())  # idempotent
             return
         self.busy = False
         self.idle_handle = self.loop.call_later(idle_seconds(), self._on_idle)
