@@ -70,6 +70,13 @@ gateway's own port, a local Redis / PostgreSQL / upstream) is unreachable; the s
 127.0.0.1 is its own.  Without slirp4netns a call with ``network_enabled`` fails; it
 never falls back to sharing the host's network.
 
+Warm sandboxes
+~~~~~~~~~~~~~~
+This module is the *cold* path: a new sandbox per call.  ``agents.warm`` keeps one per
+chat, built from the same parts (``_build_bwrap_argv`` with a supervisor as pid 1,
+``_process_cap``, ``_Network``, ``_rlimits``) and falls back to :func:`run_command`;
+the ``bash`` tool goes through it.  See docs/sandbox.md.
+
 Caveats (for the code around this module)
 ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
 * The sandbox can create symlinks in the workspace pointing anywhere; host-side file

@@ -220,6 +220,9 @@ async def _acquire(key: str, fingerprint: str, ws: Path, policy: SandboxPolicy,
                    status: dict) -> WarmSandbox | None:
     """The free warm sandbox of ``key`` (started if need be), taken; None: go cold."""
     loop = asyncio.get_running_loop()
+    for other in [b for b in _pool.values() if b.loop.is_closed()]:
+        _pool.pop(other.key, None)  # its loop ended (tests): its idle timer never will
+        other.retire()
     box = _pool.get(key)
     if box is not None and (box.dead or box.loop is not loop or box.fingerprint != fingerprint):
         _pool.pop(key, None)
@@ -354,7 +357,10 @@ class WarmSandbox:
         self.policy = policy
         self.status = status
         self.loop = asyncio.get_running_loop()
-        self.proc: asyncio.subprocess.Process | None = None
+        # A plain Popen, not an asyncio process: no child watcher tied to this loop (a
+        # sandbox may outlive the loop in tests); it is reaped in close().
+        self.proc: subprocess.Popen | None = None
+        self.sock: socket.socket | None = None
         self.frames: _Frames | None = None
         self.queue: asyncio.Queue = asyncio.Queue()
         self.cgroup: Path | None = None
@@ -393,8 +399,8 @@ class WarmSandbox:
                 fds += self.network.child_fds()
             argv, self.cgroup, self.watchdog_limit = sb._process_cap(
                 self.status, self.policy, argv)
-            self.proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            self.proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL, cwd="/", env=sb._launcher_env(),
                 start_new_session=True, pass_fds=[*fds, child.fileno()])
         finally:
@@ -402,6 +408,7 @@ class WarmSandbox:
             for fd in fds:
                 with contextlib.suppress(OSError):
                     os.close(fd)
+        self.sock = parent
         _, self.frames = await self.loop.create_unix_connection(
             lambda: _Frames(self.queue), sock=parent)
         if self.network is not None:
@@ -444,7 +451,7 @@ class WarmSandbox:
                   output_limit: int) -> CommandResult:
         """One call; the sandbox is taken (``busy``) and released at the end."""
         if (self.dead or self.queue.qsize() or self.proc is None
-                or self.proc.returncode is not None):
+                or self.proc.poll() is not None):
             self._abandon()
             raise _Gone  # died since the last call: the caller starts a fresh one
         call_id = next(self._ids)
@@ -595,12 +602,15 @@ class WarmSandbox:
         if self.pidfd is not None:
             with contextlib.suppress(OSError):
                 signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
-        if self.proc is not None and self.proc.returncode is None:
+        if self.proc is not None and self.proc.poll() is None:
             sb._kill_group(self.proc.pid)
         if self.cgroup is not None:
             sb._cgroup_kill_all(self.cgroup)
         if self.frames is not None and self.frames.transport is not None:
-            with contextlib.suppress(RuntimeError):  # its loop may be closed
+            if self.loop.is_closed():  # the transport cannot close: the socket itself
+                if self.sock is not None:
+                    self.sock.close()
+            else:
                 self.frames.transport.close()
 
     async def close(self) -> None:
@@ -612,9 +622,9 @@ class WarmSandbox:
         try:
             self._discard()
             self.kill_now()
-            if self.proc is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self.proc.wait(), 10)
+            if self.proc is not None and self.proc.poll() is None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    await asyncio.to_thread(self.proc.wait, 10)
             if self.cgroup is not None:
                 await sb._cgroup_remove(self.cgroup)
             if self.network is not None:

@@ -319,7 +319,7 @@ async def test_an_idle_sandbox_ends(ws, monkeypatch, status):
     pid, box = supervisor(), warm._pool["chat-1"]
     await eventually(lambda: "chat-1" not in warm._pool and not alive(pid),
                      "the idle sandbox ended")
-    await eventually(lambda: box.proc.returncode is not None, "bwrap ended")
+    await eventually(lambda: box.proc.poll() is not None, "bwrap ended")
     if box.cgroup is not None:
         await eventually(lambda: not box.cgroup.exists(), "its cgroup is removed")
 
