@@ -384,6 +384,7 @@ class WarmSandbox:
             raise _StartError("no python3 under /usr for the supervisor")
         bash = os.path.realpath(sb._find_tool("bash") or "/usr/bin/bash")
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock = parent
         fds: list[int] = []
         try:
             if self.policy.network_enabled:
@@ -408,7 +409,6 @@ class WarmSandbox:
             for fd in fds:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-        self.sock = parent
         _, self.frames = await self.loop.create_unix_connection(
             lambda: _Frames(self.queue), sock=parent)
         if self.network is not None:
@@ -606,7 +606,10 @@ class WarmSandbox:
             sb._kill_group(self.proc.pid)
         if self.cgroup is not None:
             sb._cgroup_kill_all(self.cgroup)
-        if self.frames is not None and self.frames.transport is not None:
+        if self.frames is None or self.frames.transport is None:
+            if self.sock is not None:  # never connected (a failed start)
+                self.sock.close()
+        else:
             if self.loop.is_closed():  # the transport cannot close: the socket itself
                 if self.sock is not None:
                     self.sock.close()
