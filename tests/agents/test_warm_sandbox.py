@@ -156,6 +156,19 @@ async def test_tmp_and_dev_shm_are_empty_for_every_call(ws):
     assert warm._pool["chat-1"].calls == 2
 
 
+async def test_a_tmp_too_full_to_clear_in_time_retires_its_sandbox(ws, monkeypatch):
+    """The supervisor gives up clearing /tmp after a while and ends: the next call gets a
+    fresh sandbox (and an empty /tmp), transparently."""
+    source = warm.SUPERVISOR_SOURCE.replace("WIPE_SECONDS = 2.0", "WIPE_SECONDS = 0.0")
+    assert source != warm.SUPERVISOR_SOURCE
+    monkeypatch.setattr(warm, "SUPERVISOR_SOURCE", source)
+    await run("true", ws)
+    pid = supervisor()
+    await run("touch /tmp/one", ws)  # an empty /tmp is cleared in no time, this one not
+    res = await run("ls -A /tmp; echo listed", ws)
+    assert res.output == "listed\n" and supervisor() != pid
+
+
 async def test_sysv_ipc_left_by_a_call_retires_its_sandbox(ws):
     make = ("python3 -c \"import ctypes; libc = ctypes.CDLL(None); "
             "print(libc.shmget(0, 4096, 0o1600) >= 0)\"")
