@@ -274,6 +274,13 @@ def main():
     os.set_blocking(sock, True)
     conn = Conn(sock)
     try:
+        # Whatever else bwrap handed down is not for the commands.
+        for name in os.listdir("/proc/self/fd"):
+            if int(name) not in (0, 1, 2, sock):
+                try:
+                    os.close(int(name))
+                except OSError:
+                    pass  # the listing's own fd
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # as init: ignored from inside
         non_dumpable()
         wake_r, wake_w = os.pipe()

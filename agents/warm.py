@@ -246,6 +246,8 @@ async def _acquire(key: str, fingerprint: str, ws: Path, policy: SandboxPolicy,
         if _pool.get(key) is box:
             del _pool[key]
         await box.close()
+        for stale in [fp for fp, until in _failed.items() if until <= now]:
+            del _failed[stale]
         _failed[fingerprint] = now + _RETRY_AFTER_FAILURE
         _counts["start_failures"] += 1
         logger.warning("cannot start a warm sandbox (bash calls run cold for %.0f s): %s",
@@ -389,15 +391,15 @@ class WarmSandbox:
         try:
             if self.policy.network_enabled:
                 self.network = sb._Network(self.status["network"])
-            fds.append(sb._data_fd(SUPERVISOR_SOURCE))
-            entry = [python, "-I", "-S", "-c", _BOOTSTRAP, str(fds[0]), str(child.fileno()),
+                fds += self.network.child_fds()
+            source = sb._data_fd(SUPERVISOR_SOURCE)
+            fds.append(source)
+            entry = [python, "-I", "-S", "-c", _BOOTSTRAP, str(source), str(child.fileno()),
                      bash]
             argv, bwrap_fds = sb._build_bwrap_argv(
                 self.status["bwrap"], "", self.workspace, self.policy, extra_env=None,
                 sync_fds=self.network.child_fds() if self.network else None, entry=entry)
             fds += bwrap_fds
-            if self.network is not None:
-                fds += self.network.child_fds()
             argv, self.cgroup, self.watchdog_limit = sb._process_cap(
                 self.status, self.policy, argv)
             self.proc = subprocess.Popen(
