@@ -495,7 +495,7 @@ class WarmSandbox:
             if watchdog is not None:
                 watchdog.cancel()
         result = self._result(reply, state, timeout, output_limit)
-        if reply is None:
+        if reply is None or self.dead:
             await self.close()  # every process of the call dies with the sandbox
         if self.policy.workspace_mode == "rw":
             await asyncio.to_thread(sb.strip_privileges, self.workspace)
@@ -540,7 +540,7 @@ class WarmSandbox:
         reply = None
         with contextlib.suppress(asyncio.TimeoutError):
             reply = await self._next(call_id, "result", _ACK_TIMEOUT + _GRACE)
-        if reply is None:
+        if reply is None or self.dead:
             await self.close()
         if self.policy.workspace_mode == "rw":
             await asyncio.to_thread(sb.strip_privileges, self.workspace)
