@@ -124,6 +124,7 @@ def idle_seconds() -> float:
 # --------------------------------------------------------------------------- the pool
 
 _pool: dict[str, WarmSandbox] = {}
+_ending: set[WarmSandbox] = set()  # out of the pool, being closed in the background
 _failed: dict[str, float] = {}  # fingerprint -> when to try starting one again
 _counts = {"warm_calls": 0, "cold_calls": 0, "started": 0, "start_failures": 0}
 
@@ -223,6 +224,8 @@ async def _acquire(key: str, fingerprint: str, ws: Path, policy: SandboxPolicy,
     for other in [b for b in _pool.values() if b.loop.is_closed()]:
         _pool.pop(other.key, None)  # its loop ended (tests): its idle timer never will
         other.retire()
+    for other in [b for b in _ending if b.loop.is_closed()]:
+        other.end_now()  # its background close ended with its loop
     box = _pool.get(key)
     if box is not None and (box.dead or box.loop is not loop or box.fingerprint != fingerprint):
         _pool.pop(key, None)
@@ -257,7 +260,7 @@ async def _acquire(key: str, fingerprint: str, ws: Path, policy: SandboxPolicy,
         if _pool.get(key) is box:
             del _pool[key]
         box.kill_now()
-        sb._spawn_background(box.close())
+        box.end_later()
         raise
     _failed.pop(fingerprint, None)
     _counts["started"] += 1
@@ -282,22 +285,28 @@ async def close(key: str) -> None:
 
 
 async def close_all() -> None:
-    """End every warm sandbox of this process (server shutdown, tests)."""
-    boxes = list(_pool.values())
+    """End every warm sandbox of this process, and wait until nothing of them runs
+    (server shutdown, tests)."""
+    boxes = [*_pool.values(), *_ending]
     _pool.clear()
     loop = asyncio.get_running_loop()
     for box in boxes:
         if box.loop is loop:
             await box.close()
         else:
-            box.kill_now()
+            box.end_now()
 
 
 @atexit.register
 def _kill_all_now() -> None:
-    for box in list(_pool.values()):
-        box.kill_now()
+    """At exit: SIGKILL what is left and remove its run cgroups (after a crash, the next
+    start's probe removes those)."""
+    boxes = [*_pool.values(), *_ending]
     _pool.clear()
+    for box in boxes:
+        box.kill_now()
+    for box in boxes:
+        box.end_now()
 
 
 # --------------------------------------------------------------------------- one sandbox
@@ -562,7 +571,7 @@ class WarmSandbox:
         self.last_used = time.monotonic()
         if recycle or self.retiring or self.dead:
             self._discard()
-            sb._spawn_background(self.close())  # idempotent
+            self.end_later()
             return
         self.busy = False
         self.idle_handle = self.loop.call_later(idle_seconds(), self._on_idle)
@@ -571,7 +580,7 @@ class WarmSandbox:
         self.idle_handle = None
         if not self.busy:
             self._discard()
-            sb._spawn_background(self.close())
+            self.end_later()
 
     def _discard(self) -> None:
         """Out of the pool (a later call starts a fresh one)."""
@@ -582,18 +591,29 @@ class WarmSandbox:
         """Out of the pool, killed, cleaned up in the background."""
         self._discard()
         self.kill_now()
-        sb._spawn_background(self.close())
+        self.end_later()
 
     # -- the end -------------------------------------------------------------------------
     def retire(self) -> None:
         """Out of use: end it now if idle, after its call otherwise."""
         self.retiring = True
         if self.loop is not _running_loop() or self.loop.is_closed():
-            self.kill_now()  # its loop is gone (tests): no await possible
-            if self.cgroup is not None:
-                _remove_cgroup_now(self.cgroup)
+            self.end_now()  # its loop is gone (tests): no await possible
         elif not self.busy:
+            self.end_later()
+
+    def end_later(self) -> None:
+        """Close in the background (``close_all`` waits for it too)."""
+        if self._closed is None or not self._closed.done():
+            _ending.add(self)
             sb._spawn_background(self.close())
+
+    def end_now(self) -> None:
+        """Kill and clean up without awaiting (its loop is not this one)."""
+        self.kill_now()
+        _ending.discard(self)
+        if self.cgroup is not None:
+            _remove_cgroup_now(self.cgroup)
 
     def kill_now(self) -> None:
         """SIGKILL the sandbox (synchronous): bwrap, the supervisor, the cgroup."""
@@ -639,6 +659,7 @@ class WarmSandbox:
                     os.close(self.pidfd)
                 self.pidfd = None
         finally:
+            _ending.discard(self)
             self._closed.set_result(None)
 
 

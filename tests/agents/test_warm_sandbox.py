@@ -359,6 +359,7 @@ async def main():
     pids += [b.proc.pid for b in warm._pool.values()]
     pids += [b.network.proc.pid for b in warm._pool.values() if b.network]
     print(*pids, flush=True)
+    print(*[b.cgroup for b in warm._pool.values() if b.cgroup], flush=True)
     if sys.argv[1] == "wait":
         await asyncio.sleep(60)
 
@@ -377,11 +378,15 @@ async def test_sandboxes_end_with_the_gateway_process(status, end):
         line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 60)
         pids = [int(p) for p in line.split()]
         assert len(pids) >= 4 and all(alive(p) for p in pids), line
+        cgroups = [Path(p) for p in proc.stdout.readline().split()]
+        assert all(cg.is_dir() for cg in cgroups)
         if end == "sigkill":
             proc.kill()
         await asyncio.to_thread(proc.wait, 60)
         await eventually(lambda: not any(alive(p) for p in pids),
                          "every process of the warm sandboxes ended")
+        if end == "exit":  # after a crash the next start's probe removes them
+            assert not any(cg.exists() for cg in cgroups)
     finally:
         if proc.poll() is None:
             proc.kill()
