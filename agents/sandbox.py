@@ -70,6 +70,13 @@ gateway's own port, a local Redis / PostgreSQL / upstream) is unreachable; the s
 127.0.0.1 is its own.  Without slirp4netns a call with ``network_enabled`` fails; it
 never falls back to sharing the host's network.
 
+Warm sandboxes
+~~~~~~~~~~~~~~
+This module is the *cold* path: a new sandbox per call.  ``agents.warm`` keeps one per
+chat, built from the same parts (``_build_bwrap_argv`` with a supervisor as pid 1,
+``_process_cap``, ``_Network``, ``_rlimits``) and falls back to :func:`run_command`;
+the ``bash`` tool goes through it.  See docs/sandbox.md.
+
 Caveats (for the code around this module)
 ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
 * The sandbox can create symlinks in the workspace pointing anywhere; host-side file
@@ -567,17 +574,21 @@ def _build_bwrap_argv(
     extra_env: Mapping[str, str] | None,
     chrt: str | None = None,
     sync_fds: tuple[int, int] | None = None,
+    entry: list[str] | None = None,
 ) -> tuple[list[str], list[int]]:
     """The bwrap argv (without the prlimit/cgroup launcher) and the fds it reads.
 
     ``sync_fds`` = (info write end, block read end): bwrap reports the sandbox's pid on
     the first and waits on the second before running the command (network set-up).
+    ``entry``: run this argv as the sandbox's pid 1 instead of ``bash -c command`` under
+    bwrap's own init (the warm sandbox's supervisor, ``agents.warm``).
     The caller must close the returned fds after spawning.
     """
     args: list[str] = [
         bwrap,
         "--unshare-user",
         "--unshare-pid",
+        *(["--as-pid-1"] if entry is not None else []),
         "--unshare-ipc",
         "--unshare-uts",
         "--unshare-cgroup-try",
@@ -632,8 +643,11 @@ def _build_bwrap_argv(
         args.append("--clearenv")
         for key, value in _command_env(SANDBOX_WORKDIR, extra_env).items():
             args += ["--setenv", key, value]
-        bash = os.path.realpath(_find_tool("bash") or "/usr/bin/bash")
-        args += ["--", *_sched_args(chrt), bash, "-c", command]
+        if entry is not None:
+            args += ["--", *entry]
+        else:
+            bash = os.path.realpath(_find_tool("bash") or "/usr/bin/bash")
+            args += ["--", *_sched_args(chrt), bash, "-c", command]
     except BaseException:
         for fd in fds:
             os.close(fd)
@@ -653,21 +667,26 @@ def _sched_args(chrt: str | None) -> list[str]:
     return [os.path.realpath(chrt), "--idle", "0"]
 
 
-def _prlimit_args(prlimit: str, policy: SandboxPolicy) -> list[str]:
+def _rlimits(policy: SandboxPolicy) -> dict[str, tuple[int, int]]:
+    """The resource limits of a sandboxed call: name -> (soft, hard)."""
     mem = max(1, policy.memory_limit_mb) * 1024 * 1024
     cpu = max(1, policy.cpu_seconds)
     fsize = max(1, policy.max_file_size_mb) * 1024 * 1024
     nproc = max(1, policy.max_processes)
-    return [
-        prlimit,
-        f"--as={mem}",
-        f"--cpu={cpu}:{cpu + 1}",  # SIGXCPU at soft, SIGKILL one second later
-        f"--fsize={fsize}",
-        f"--nproc={nproc}",
-        "--core=0",
-        "--nice=0",  # RLIMIT_NICE: cannot leave SCHED_IDLE / raise priority
-        "--",
-    ]
+    return {
+        "as": (mem, mem),
+        "cpu": (cpu, cpu + 1),  # SIGXCPU at soft, SIGKILL one second later
+        "fsize": (fsize, fsize),
+        "nproc": (nproc, nproc),
+        "core": (0, 0),
+        "nice": (0, 0),  # RLIMIT_NICE: cannot leave SCHED_IDLE / raise priority
+    }
+
+
+def _prlimit_args(prlimit: str, policy: SandboxPolicy) -> list[str]:
+    limits = _rlimits(policy)
+    return [prlimit, *(f"--{name}={soft}:{hard}" for name, (soft, hard) in limits.items()),
+            "--"]
 
 
 # Joins the run cgroup, then execs the rest (prlimit ... bwrap ...).  $0 = cgroup.procs.
@@ -991,6 +1010,35 @@ async def _finish_killed(wait_task: asyncio.Future, cgroup: Path | None,
         await asyncio.to_thread(strip_privileges, strip)
 
 
+def _process_cap(status: dict, policy: SandboxPolicy,
+                 argv: list[str]) -> tuple[list[str], Path | None, int | None]:
+    """How the sandbox's process count is capped: ``(argv, run cgroup, watchdog limit)``.
+
+    With a pids cgroup, ``argv`` is wrapped in a launcher that joins a new run cgroup
+    (``pids.max`` = ``max_processes``) before it execs; the caller removes the cgroup.
+    With the watchdog (or when the cgroup cannot be made), the limit to watch."""
+    mode = status["process_limit"]
+    if mode == "watchdog":
+        return argv, None, policy.max_processes
+    if not (mode and mode.startswith("cgroup")):
+        return argv, None, None
+    cg_parent: _PidsCgroupParent = status["_cgroup"]
+    cgroup = None
+    try:
+        cgroup = cg_parent.path / f"run-{os.getpid()}-{next(_counter)}"
+        cgroup.mkdir()
+        (cgroup / "pids.max").write_text(str(policy.max_processes))
+    except OSError:
+        # Cgroup vanished / not writable any more: keep a cap via the watchdog.
+        if cgroup is not None:
+            with contextlib.suppress(OSError):
+                cgroup.rmdir()
+        return argv, None, policy.max_processes
+    launcher = [_find_tool("sh") or "/bin/sh", "-c", _CGROUP_LAUNCHER,
+                str(cgroup / "cgroup.procs")]
+    return [*launcher, *argv], cgroup, None
+
+
 def _error(msg: str, timeout: float | None = None) -> CommandResult:
     return CommandResult(output="", exit_code=None, error=msg, timeout=timeout)
 
@@ -1002,6 +1050,28 @@ def _validate_policy(policy: SandboxPolicy) -> str | None:
         if int(getattr(policy, name)) < 1:
             return f"invalid sandbox policy: {name} must be >= 1"
     return None
+
+
+def _check_inputs(command: str, workspace: Path,
+                  timeout: float) -> tuple[Path, float] | CommandResult:
+    """The resolved workspace and the timeout as a float, or the error result."""
+    if not isinstance(command, str) or "\0" in command:
+        return _error("invalid command (must be a string without NUL bytes)", timeout)
+    try:
+        timeout = float(timeout)
+    except (TypeError, ValueError):
+        return _error(f"invalid timeout {timeout!r}")
+    if not timeout > 0:
+        return _error(f"invalid timeout {timeout!r} (must be > 0)", timeout)
+    try:
+        ws = Path(workspace).resolve(strict=True)
+    except (OSError, RuntimeError) as exc:
+        return _error(f"workspace does not exist: {workspace} ({exc})", timeout)
+    if not ws.is_dir():
+        return _error(f"workspace is not a directory: {workspace}", timeout)
+    if ws == Path("/"):
+        return _error("refusing to use / as the workspace", timeout)
+    return ws, timeout
 
 
 async def run_command(
@@ -1021,22 +1091,10 @@ async def run_command(
     command keeps running.  ``env`` adds variables to the clean environment.
     If cancelled, the process tree is killed before the CancelledError propagates.
     """
-    if not isinstance(command, str) or "\0" in command:
-        return _error("invalid command (must be a string without NUL bytes)", timeout)
-    try:
-        timeout = float(timeout)
-    except (TypeError, ValueError):
-        return _error(f"invalid timeout {timeout!r}")
-    if not timeout > 0:
-        return _error(f"invalid timeout {timeout!r} (must be > 0)", timeout)
-    try:
-        ws = Path(workspace).resolve(strict=True)
-    except (OSError, RuntimeError) as exc:
-        return _error(f"workspace does not exist: {workspace} ({exc})", timeout)
-    if not ws.is_dir():
-        return _error(f"workspace is not a directory: {workspace}", timeout)
-    if ws == Path("/"):
-        return _error("refusing to use / as the workspace", timeout)
+    checked = _check_inputs(command, workspace, timeout)
+    if isinstance(checked, CommandResult):
+        return checked
+    ws, timeout = checked
 
     fds: list[int] = []
     cgroup: Path | None = None
@@ -1068,26 +1126,8 @@ async def run_command(
             return _error(f"cannot build sandbox: {exc}", timeout)
         if network is not None:
             fds += network.child_fds()
-        argv = _prlimit_args(status["prlimit"], policy) + bw_argv
-        if status["process_limit"] == "watchdog":
-            watchdog_limit = policy.max_processes
-        elif status["process_limit"] and status["process_limit"].startswith("cgroup"):
-            cg_parent: _PidsCgroupParent = status["_cgroup"]
-            try:
-                cgroup = cg_parent.path / f"run-{os.getpid()}-{next(_counter)}"
-                cgroup.mkdir()
-                (cgroup / "pids.max").write_text(str(policy.max_processes))
-                argv = [
-                    _find_tool("sh") or "/bin/sh", "-c", _CGROUP_LAUNCHER,
-                    str(cgroup / "cgroup.procs"), *argv,
-                ]
-            except OSError:
-                # Cgroup vanished / not writable any more: keep a cap via the watchdog.
-                if cgroup is not None:
-                    with contextlib.suppress(OSError):
-                        cgroup.rmdir()
-                cgroup = None
-                watchdog_limit = policy.max_processes
+        argv, cgroup, watchdog_limit = _process_cap(
+            status, policy, _prlimit_args(status["prlimit"], policy) + bw_argv)
         spawn_env = _launcher_env()
         cwd = "/"
     else:

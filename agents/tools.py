@@ -22,8 +22,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from agents import fs
-from agents.sandbox import SandboxPolicy, format_result, run_command
+from agents import fs, warm
+from agents.sandbox import SandboxPolicy, format_result
 
 BUILTIN_TOOLS: list[dict[str, Any]] = [
     {
@@ -103,6 +103,8 @@ class ToolEnv:
     ``files`` is the bounded pool that runs ``read``, ``write`` and ``edit``, each within
     ``file_timeout`` seconds; ``edit_limit`` caps the size of a file ``edit`` loads.
     ``quota`` is what the workspace may hold (None: no limit).
+    ``sandbox_key`` names whose warm sandbox ``bash`` uses (the chat's id); without it
+    the workspace's (``agents.warm``).
     """
 
     workspace: Path
@@ -113,6 +115,7 @@ class ToolEnv:
     edit_limit: int = 8 * 1024 * 1024
     files: fs.FileRunner = field(default_factory=fs.shared_runner)
     quota: fs.Quota | None = None
+    sandbox_key: str | None = None
 
 
 class ToolError(Exception):
@@ -204,8 +207,9 @@ async def run_tool(name: str, args: dict[str, Any], env: ToolEnv) -> ToolResult:
             if not isinstance(command, str) or not command.strip():
                 raise ToolError("'command' must be a non-empty string")
             timeout = env.sandbox.timeout_seconds if env.sandbox.enabled else env.bash_timeout
-            result = await run_command(command, env.workspace, env.sandbox,
-                                       timeout=timeout, output_limit=env.output_limit)
+            result = await warm.run_command(command, env.workspace, env.sandbox,
+                                            timeout=timeout, output_limit=env.output_limit,
+                                            key=env.sandbox_key)
             failed = result.error is not None or result.timed_out or result.exit_code != 0
             output = format_result(result)
             note = await _quota_note(env)

@@ -498,7 +498,8 @@ class TurnManager:
             tool_env=ToolEnv(setup.workspace, setup.sandbox, settings.GATEWAY_BASH_TIMEOUT,
                              settings.GATEWAY_TOOL_OUTPUT_LIMIT,
                              # a file operation gets no more time than a shell command
-                             file_timeout=settings.GATEWAY_BASH_TIMEOUT),
+                             file_timeout=settings.GATEWAY_BASH_TIMEOUT,
+                             sandbox_key=chat_id),  # one warm sandbox per chat
             stream=setup.stream, max_rounds=settings.GATEWAY_MAX_TOOL_ROUNDS,
             timeout=settings.GATEWAY_UPSTREAM_TIMEOUT,
             retries=settings.GATEWAY_UPSTREAM_RETRIES, refresh_env=_current_env(setup.owner_id),

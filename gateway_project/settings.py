@@ -30,6 +30,10 @@ GATEWAY_WORKSPACE = envpath("GATEWAY_WORKSPACE", GATEWAY_DATA_DIR / "workspaces"
 # The only way to let tools (`bash`) run without the bubblewrap sandbox: the operator says so
 # here, `serve` warns at start-up and /health shows "tools": "unsandboxed" (README: Sandbox).
 GATEWAY_UNSANDBOXED_TOOLS = envbool("GATEWAY_UNSANDBOXED_TOOLS", False)
+# Warm sandboxes (docs/sandbox.md): `agents.warm` reads these from the environment itself
+# (it does not import Django); read here too so a bad value stops the server at start-up.
+GATEWAY_SANDBOX_WARM = envbool("GATEWAY_SANDBOX_WARM", True)
+GATEWAY_SANDBOX_WARM_IDLE = envfloat("GATEWAY_SANDBOX_WARM_IDLE", 90.0, minimum=1.0)
 
 SECRET_KEY = lazysecret("SECRET_KEY", GATEWAY_DATA_DIR)
 DEBUG = envbool("DEBUG", False)

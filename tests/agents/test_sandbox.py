@@ -1,7 +1,12 @@
 """Tests for agents/sandbox.py - real bubblewrap, every promise proved by an escape attempt.
 
-Run: python -m pytest -p no:django -p no:cacheprovider -q tests/agents/test_sandbox.py
+Run: python -m pytest -p no:cacheprovider -q tests/agents/test_sandbox.py
 If bwrap is missing/unusable the sandbox tests are skipped, unless CI=true (then they fail).
+
+The sandbox's promises are proved twice, through the fixture ``run``: on the cold path
+(``agents.sandbox.run_command``, a new sandbox per call) and in a warm sandbox
+(``agents.warm.run_command``, one kept per chat; its own behaviour is in
+``test_warm_sandbox.py``).
 """
 
 from __future__ import annotations
@@ -10,11 +15,13 @@ import asyncio
 import os
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from agents import sandbox as sb
+from agents import warm
 from agents.sandbox import CommandResult, SandboxPolicy, format_result, run_command
 
 pytestmark = pytest.mark.asyncio
@@ -64,9 +71,30 @@ def secrets_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     return SECRETS
 
 
-async def sandboxed(cmd: str, ws: Path, policy: SandboxPolicy = ON, *, timeout: float = 10,
-                    **kw) -> CommandResult:
-    res = await run_command(cmd, ws, policy, timeout=timeout, **kw)
+@pytest.fixture(params=["cold", "warm"])
+async def run(request: pytest.FixtureRequest):
+    """The sandboxed runner under test: the cold path, or the warm sandbox of a chat
+    (``key``); warm sandboxes end with the test."""
+    mode = request.param
+
+    async def runner(cmd: str, ws: Path, policy: SandboxPolicy, *, key: str = "chat",
+                     **kw) -> CommandResult:
+        if mode == "cold":
+            return await run_command(cmd, ws, policy, **kw)
+        before = warm.stats()["warm_calls"]
+        res = await warm.run_command(cmd, ws, policy, key=key, **kw)
+        if policy.enabled and (sb._status_cache or {}).get("available"):
+            assert warm.stats()["warm_calls"] > before, "the call did not run warm"
+        return res
+
+    runner.mode = mode
+    yield runner
+    await warm.close_all()
+
+
+async def sandboxed(run, cmd: str, ws: Path, policy: SandboxPolicy = ON, *,
+                    timeout: float = 10, **kw) -> CommandResult:
+    res = await run(cmd, ws, policy, timeout=timeout, **kw)
     assert res.error is None, res.error
     return res
 
@@ -87,7 +115,7 @@ def _host_address() -> str | None:
     return None if addr.startswith("127.") else addr
 
 
-async def test_network_reaches_outside_but_never_the_hosts_loopback(status, tree):
+async def test_network_reaches_outside_but_never_the_hosts_loopback(run, status, tree):
     """Off: nothing is reachable.  On: a listener on a non-loopback host address answers
     through slirp4netns, while the same kind of listener on 127.0.0.1 stays unreachable."""
     if not status["network"]:
@@ -115,16 +143,16 @@ async def test_network_reaches_outside_but_never_the_hosts_loopback(status, tree
     )
     net_on = SandboxPolicy(enabled=True, network_enabled=True)
     try:
-        blocked = await sandboxed(probe % (host, oport), tree["ws"])
+        blocked = await sandboxed(run, probe % (host, oport), tree["ws"])
         assert blocked.exit_code != 0
         assert "unreachable" in blocked.output.lower()
 
-        reached = await sandboxed(probe % (host, oport), tree["ws"], net_on)
+        reached = await sandboxed(run, probe % (host, oport), tree["ws"], net_on)
         assert reached.exit_code == 0, reached.output
         assert "hello-from-outside" in reached.output
 
         for target in ("127.0.0.1", "10.0.2.2"):  # own loopback; slirp's host alias
-            refused = await sandboxed(probe % (target, lport), tree["ws"], net_on)
+            refused = await sandboxed(run, probe % (target, lport), tree["ws"], net_on)
             assert refused.exit_code != 0, refused.output
             assert "hello-from-loopback" not in refused.output
         assert hits == ["outside"]
@@ -134,11 +162,11 @@ async def test_network_reaches_outside_but_never_the_hosts_loopback(status, tree
             await server.wait_closed()
 
 
-async def test_network_on_has_an_interface_with_a_default_route(status, tree):
+async def test_network_on_has_an_interface_with_a_default_route(run, status, tree):
     if not status["network"]:
         pytest.skip("slirp4netns not installed")
     res = await sandboxed(
-        "cat /proc/net/route; cat /etc/resolv.conf", tree["ws"],
+        run, "cat /proc/net/route; cat /etc/resolv.conf", tree["ws"],
         SandboxPolicy(enabled=True, network_enabled=True),
     )
     assert res.exit_code == 0, res.output
@@ -147,9 +175,9 @@ async def test_network_on_has_an_interface_with_a_default_route(status, tree):
     assert f"nameserver {sb.SLIRP_DNS}" in res.output
 
 
-async def test_dns_resolution_fails(status, tree):
+async def test_dns_resolution_fails(run, status, tree):
     res = await sandboxed(
-        "python3 -c \"import socket; print(socket.getaddrinfo('example.com', 80))\"", tree["ws"]
+        run, "python3 -c \"import socket; print(socket.getaddrinfo('example.com', 80))\"", tree["ws"]
     )
     assert res.exit_code != 0
     assert "gaierror" in res.output
@@ -158,7 +186,7 @@ async def test_dns_resolution_fails(status, tree):
 # --------------------------------------------------------------------------- filesystem
 
 
-async def test_cannot_write_system_paths(status, tree):
+async def test_cannot_write_system_paths(run, status, tree):
     cmd = (
         "for p in /usr/pwned /usr/bin/pwned /etc/pwned /etc/passwd /pwned /bin/pwned; do "
         "  if echo x > $p; then echo WROTE:$p; fi; done; "
@@ -168,21 +196,21 @@ async def test_cannot_write_system_paths(status, tree):
         "v=$(cat /proc/sys/vm/stat_interval); echo \"$v\" > /proc/sys/vm/stat_interval "
         "  && echo WROTE:sysctl; true"
     )
-    res = await sandboxed(cmd, tree["ws"])
+    res = await sandboxed(run, cmd, tree["ws"])
     assert "WROTE" not in res.output, res.output
     assert res.output.count("Read-only file system") >= 7, res.output
     for p in ("/usr/pwned", "/usr/bin/pwned", "/etc/pwned", "/pwned"):
         assert not Path(p).exists()
 
 
-async def test_no_privileges_in_sandbox(status, tree):
+async def test_no_privileges_in_sandbox(run, status, tree):
     cmd = (
         "grep -E '^(CapEff|CapPrm|NoNewPrivs)' /proc/self/status; id -u; "
         "unshare -U true && echo USERNS-OK; "          # --disable-userns
         "mount -t tmpfs none /tmp 2>/dev/null && echo MOUNT-OK; "
         "chrt -p $$; chrt -o -p 0 $$ && echo SCHED-ESCAPED; true"  # SCHED_IDLE is sticky
     )
-    res = await sandboxed(cmd, tree["ws"])
+    res = await sandboxed(run, cmd, tree["ws"])
     assert "CapEff:\t0000000000000000" in res.output and "CapPrm:\t0000000000000000" in res.output
     assert "NoNewPrivs:\t1" in res.output
     assert "\n1000\n" in res.output
@@ -192,7 +220,7 @@ async def test_no_privileges_in_sandbox(status, tree):
         assert marker not in res.output, res.output
 
 
-async def test_other_workspaces_db_and_host_dirs_invisible(status, tree):
+async def test_other_workspaces_db_and_host_dirs_invisible(run, status, tree):
     paths = [
         tree["bob"] / "secret.txt",
         tree["db"],
@@ -215,7 +243,7 @@ async def test_other_workspaces_db_and_host_dirs_invisible(status, tree):
         "echo ROOT: $(ls /workspace/..); "
         "python3 -c 'import sys; print(\"PY:\", sys.executable, sys.prefix)'"
     )
-    res = await sandboxed(cmd, tree["ws"])
+    res = await sandboxed(run, cmd, tree["ws"])
     assert "VISIBLE" not in res.output, res.output
     assert "BOB-PRIVATE" not in res.output and "SQLITE-DB-CONTENT" not in res.output
     lines = res.output.splitlines()
@@ -225,8 +253,8 @@ async def test_other_workspaces_db_and_host_dirs_invisible(status, tree):
     assert "PY: /usr/bin/python3 /usr" in lines, res.output
 
 
-async def test_gateway_env_not_visible(status, tree, secrets_env):
-    res = await sandboxed("env", tree["ws"], env={"EXTRA_VAR": "extra-ok"})
+async def test_gateway_env_not_visible(run, status, tree, secrets_env):
+    res = await sandboxed(run, "env", tree["ws"], env={"EXTRA_VAR": "extra-ok"})
     for key, value in secrets_env.items():
         assert key not in res.output and value not in res.output
     names = {line.split("=", 1)[0] for line in res.output.splitlines() if "=" in line}
@@ -236,30 +264,30 @@ async def test_gateway_env_not_visible(status, tree, secrets_env):
     assert "EXTRA_VAR=extra-ok" in res.output
 
 
-async def test_workspace_ro_and_rw(status, tree):
+async def test_workspace_ro_and_rw(run, status, tree):
     ro = await sandboxed(
-        "echo data > /workspace/ro.txt; echo more >> notes.txt; rm -f notes.txt; echo done",
+        run, "echo data > /workspace/ro.txt; echo more >> notes.txt; rm -f notes.txt; echo done",
         tree["ws"], SandboxPolicy(enabled=True, workspace_mode="ro"),
     )
     assert "Read-only file system" in ro.output
     assert not (tree["ws"] / "ro.txt").exists()
     assert (tree["ws"] / "notes.txt").read_text() == "alpha\nbeta\ngamma\n"
 
-    rw = await sandboxed("mkdir -p sub && echo written-inside > sub/rw.txt && echo hi >> notes.txt",
+    rw = await sandboxed(run, "mkdir -p sub && echo written-inside > sub/rw.txt && echo hi >> notes.txt",
                          tree["ws"])
     assert rw.exit_code == 0, rw.output
     assert (tree["ws"] / "sub" / "rw.txt").read_text() == "written-inside\n"
     assert (tree["ws"] / "notes.txt").read_text().endswith("hi\n")
 
 
-async def test_common_tools_work(status, tree):
+async def test_common_tools_work(run, status, tree):
     cmd = (
         "python3 -c 'print(1+1)'; ls; grep beta notes.txt; sed -n 3p notes.txt; "
         "awk 'NR==1{print toupper($0)}' notes.txt; cat notes.txt | wc -l; "
         "echo $HOME; pwd; whoami; date +%Y >/dev/null && echo date-ok; "
         "printf 'tmp-ok' > /tmp/t && cat /tmp/t"
     )
-    res = await sandboxed(cmd, tree["ws"])
+    res = await sandboxed(run, cmd, tree["ws"])
     assert res.exit_code == 0, res.output
     lines = res.output.splitlines()
     assert lines[:6] == ["2", "notes.txt", "beta", "gamma", "ALPHA", "3"], res.output
@@ -287,10 +315,10 @@ else:
 '"""
 
 
-async def test_fork_bomb_is_capped(status, tree):
+async def test_fork_bomb_is_capped(run, status, tree):
     policy = SandboxPolicy(enabled=True, max_processes=40)
     t0 = time.monotonic()
-    res = await sandboxed(BOUNDED_FORK_BOMB.format(n=300), tree["ws"], policy, timeout=8)
+    res = await sandboxed(run, BOUNDED_FORK_BOMB.format(n=300), tree["ws"], policy, timeout=8)
     assert time.monotonic() - t0 < 6
     assert "ALL-FORKED" not in res.output, (status["process_limit"], res.output)
     if status["process_limit"] == "watchdog":
@@ -302,45 +330,46 @@ async def test_fork_bomb_is_capped(status, tree):
     # the host is fine and nothing is left behind
     leftovers = await run_command("echo alive", tree["ws"], PLAIN, timeout=5)
     assert leftovers.output.strip() == "alive"
+    await warm.close_all()  # a warm sandbox keeps its cgroup while it lives
     cg = status.get("process_limit", "")
     if cg.startswith("cgroup"):
         parent = sb._full_status()["_cgroup"].path
         assert not [p for p in parent.iterdir() if p.name.startswith(f"run-{os.getpid()}-")]
 
 
-async def test_fork_bomb_watchdog_fallback(status, tree, monkeypatch):
+async def test_fork_bomb_watchdog_fallback(run, status, tree, monkeypatch):
     """Root without a usable pids cgroup: the watchdog kills the sandbox."""
     if os.geteuid() != 0:
         pytest.skip("watchdog is only used when running as root")
     full = sb._full_status()
     monkeypatch.setattr(sb, "_status_cache", {**full, "process_limit": "watchdog", "_cgroup": None})
     t0 = time.monotonic()
-    res = await sandboxed(BOUNDED_FORK_BOMB.format(n=400), tree["ws"],
+    res = await sandboxed(run, BOUNDED_FORK_BOMB.format(n=400), tree["ws"],
                           SandboxPolicy(enabled=True, max_processes=40), timeout=8)
     assert time.monotonic() - t0 < 6
     assert res.killed == "process limit (40) exceeded", res
     assert res.exit_code is None and not res.timed_out
     assert "process limit" in format_result(res)
     # ... and does not fire below the cap
-    ok = await sandboxed("for i in $(seq 20); do sleep 0.3 & done; wait; echo fine", tree["ws"],
+    ok = await sandboxed(run, "for i in $(seq 20); do sleep 0.3 & done; wait; echo fine", tree["ws"],
                          SandboxPolicy(enabled=True, max_processes=40), timeout=8)
     assert ok.killed is None and ok.exit_code == 0 and ok.output == "fine\n"
 
 
-async def test_memory_limit(status, tree):
+async def test_memory_limit(run, status, tree):
     policy = SandboxPolicy(enabled=True, memory_limit_mb=256)
-    big = await sandboxed("python3 -c 'x = bytearray(600*1024*1024); print(\"ALLOCATED\")'",
+    big = await sandboxed(run, "python3 -c 'x = bytearray(600*1024*1024); print(\"ALLOCATED\")'",
                           tree["ws"], policy)
     assert big.exit_code != 0
     assert "MemoryError" in big.output and "ALLOCATED" not in big.output
-    small = await sandboxed("python3 -c 'x = bytearray(64*1024*1024); print(\"ALLOCATED\")'",
+    small = await sandboxed(run, "python3 -c 'x = bytearray(64*1024*1024); print(\"ALLOCATED\")'",
                             tree["ws"], policy)
     assert small.exit_code == 0 and "ALLOCATED" in small.output
 
 
-async def test_cpu_limit(status, tree):
+async def test_cpu_limit(run, status, tree):
     t0 = time.monotonic()
-    res = await sandboxed("python3 -c 'while True: pass'", tree["ws"],
+    res = await sandboxed(run, "python3 -c 'while True: pass'", tree["ws"],
                           SandboxPolicy(enabled=True, cpu_seconds=1), timeout=10)
     assert not res.timed_out
     assert res.exit_code not in (0, None)
@@ -350,7 +379,7 @@ async def test_cpu_limit(status, tree):
 # --------------------------------------------------------------------------- timeouts / children
 
 
-async def test_timeout_and_exit_kill_children_both_modes(status, tree):
+async def test_timeout_and_exit_kill_children_both_modes(run, status, tree):
     """A backgrounded `sleep` that writes a file later must never write it."""
     ws = tree["ws"]
     late = "(sleep 1; echo late > {name}) & "
@@ -363,8 +392,9 @@ async def test_timeout_and_exit_kill_children_both_modes(status, tree):
         "sb_setsid": (ON, "setsid sh -c 'sleep 1; echo late > sb_setsid' & sleep 30", 0.5),
     }
     t0 = time.monotonic()
-    results = await asyncio.gather(
-        *(run_command(cmd, ws, pol, timeout=to) for pol, cmd, to in cases.values())
+    results = await asyncio.gather(  # one chat (warm sandbox) per sandboxed case
+        *(run(cmd, ws, pol, timeout=to, key=name) if pol.enabled else
+          run_command(cmd, ws, pol, timeout=to) for name, (pol, cmd, to) in cases.items())
     )
     assert time.monotonic() - t0 < 4
     res = dict(zip(cases, results))
@@ -379,10 +409,10 @@ async def test_timeout_and_exit_kill_children_both_modes(status, tree):
     assert written == []
 
 
-async def test_cancellation_kills_tree(status, tree):
+async def test_cancellation_kills_tree(run, status, tree):
     ws = tree["ws"]
     tasks = [
-        asyncio.ensure_future(run_command("(sleep 1; echo late > c_sb) & sleep 30", ws, ON, timeout=20)),
+        asyncio.ensure_future(run("(sleep 1; echo late > c_sb) & sleep 30", ws, ON, timeout=20)),
         asyncio.ensure_future(run_command("(sleep 1; echo late > c_pl) & sleep 30", ws, PLAIN, timeout=20)),
     ]
     await asyncio.sleep(0.4)
@@ -399,8 +429,8 @@ async def test_cancellation_kills_tree(status, tree):
 
 
 @pytest.mark.parametrize("policy", [ON, PLAIN], ids=["sandbox", "plain"])
-async def test_output_cap_and_exit_code(status, tree, policy):
-    res = await run_command("head -c 200000 /dev/zero | tr '\\0' a; echo tail-marker >&2; exit 3",
+async def test_output_cap_and_exit_code(run, status, tree, policy):
+    res = await run("head -c 200000 /dev/zero | tr '\\0' a; echo tail-marker >&2; exit 3",
                             tree["ws"], policy, timeout=10, output_limit=1000)
     assert res.truncated and res.output == "a" * 1000
     assert res.exit_code == 3 and res.output_bytes > 200000
@@ -409,9 +439,15 @@ async def test_output_cap_and_exit_code(status, tree, policy):
     assert text.endswith("[exit code 3]")
 
     # stderr is interleaved; a multibyte char cut at the limit is dropped, not mangled
-    res = await run_command("echo out; echo err >&2; printf 'é%.0s' $(seq 100)", tree["ws"],
-                            policy, timeout=10, output_limit=11)
+    res = await run("echo out; echo err >&2; printf 'é%.0s' $(seq 100)", tree["ws"],
+                    policy, timeout=10, output_limit=11)
     assert res.output == "out\nerr\né" and res.truncated
+
+
+async def test_a_command_killed_by_a_signal_reports_128_plus_the_signal(run, status, tree):
+    res = await sandboxed(run, "echo before; kill -TERM $$; echo after", tree["ws"])
+    assert res.output == "before\n" and res.exit_code == 128 + 15
+    assert format_result(res).endswith("[exit code 143 (128+SIGTERM)]")
 
 
 async def test_plain_mode_env_cwd(tree, secrets_env):
@@ -430,12 +466,12 @@ async def test_plain_mode_env_cwd(tree, secrets_env):
 # --------------------------------------------------------------------------- unavailable
 
 
-async def test_missing_bwrap_runs_nothing(tree, monkeypatch):
+async def test_missing_bwrap_runs_nothing(run, tree, monkeypatch):
     monkeypatch.setattr(sb, "_find_bwrap", lambda: None)
     try:
         st = sb.sandbox_status(refresh=True)
         assert st["available"] is False and st["bwrap"] is None and "bwrap" in st["reason"]
-        res = await run_command("touch proof.txt", tree["ws"], ON, timeout=5)
+        res = await run("touch proof.txt", tree["ws"], ON, timeout=5)
         assert res.error and res.error.startswith("sandbox unavailable: ")
         assert res.exit_code is None and res.output == ""
         assert format_result(res).startswith("[error: sandbox unavailable:")
@@ -470,29 +506,34 @@ async def test_format_result_variants():
 
 
 async def test_overhead_timing(status, tree, capsys):
-    async def median_ms(policy: SandboxPolicy) -> float:
+    async def median_ms(policy: SandboxPolicy, runner=run_command) -> float:
         samples = []
         for _ in range(20):
             t0 = time.perf_counter()
-            res = await run_command("echo hi", tree["ws"], policy, timeout=10)
+            res = await runner("echo hi", tree["ws"], policy, timeout=10)
             samples.append((time.perf_counter() - t0) * 1000)
             assert res.output == "hi\n"
         return statistics.median(samples)
 
     plain = await median_ms(PLAIN)
     boxed = await median_ms(ON)
+    try:
+        kept = await median_ms(ON, partial(warm.run_command, key="timing"))
+    finally:
+        await warm.close_all()
     with capsys.disabled():
         print(f"\n[sandbox timing] echo hi, median of 20: plain {plain:.1f} ms, "
-              f"sandboxed {boxed:.1f} ms, overhead {boxed - plain:.1f} ms "
+              f"sandboxed {boxed:.1f} ms (cold), {kept:.1f} ms (warm), overhead "
+              f"{boxed - plain:.1f} / {kept - plain:.1f} ms "
               f"(process limit: {status['process_limit']})")
 
 
 # --------------------------------------------------------------------------- privileges
 
 
-async def test_setuid_and_setgid_bits_made_inside_do_not_survive_on_the_host(status, tree):
+async def test_setuid_and_setgid_bits_made_inside_do_not_survive_on_the_host(run, status, tree):
     res = await sandboxed(
-        "cp /usr/bin/bash sbash && chmod 4755 sbash && mkdir -p d && chmod 2775 d && "
+        run, "cp /usr/bin/bash sbash && chmod 4755 sbash && mkdir -p d && chmod 2775 d && "
         "cp /usr/bin/bash d/gbash && chmod 2755 d/gbash && stat -c '%a %n' sbash d d/gbash",
         tree["ws"],
     )
@@ -519,11 +560,11 @@ def test_strip_privileges_never_follows_a_link_out_of_the_workspace(tmp_path):
     assert outside.stat().st_mode & 0o7777 == 0o4755
 
 
-async def test_without_bubblewrap_bash_says_how_to_install_it_or_opt_out(monkeypatch, tree):
+async def test_without_bubblewrap_bash_says_how_to_install_it_or_opt_out(run, monkeypatch, tree):
     monkeypatch.setattr(sb, "_find_bwrap", lambda: None)
     monkeypatch.setattr(sb, "_status_cache", None)
     try:
-        res = await run_command("echo ran", tree["ws"], ON, timeout=5)
+        res = await run("echo ran", tree["ws"], ON, timeout=5)
     finally:
         sb.sandbox_status(refresh=True)
     assert res.exit_code is None and "ran" not in res.output
@@ -545,10 +586,12 @@ def _own_slirp_children() -> list[int]:
     return found
 
 
-async def test_network_helper_ends_with_a_timed_out_call(status, tree):
+async def test_network_helper_ends_with_a_timed_out_call(run, status, tree):
     if not status["network"]:
         pytest.skip("slirp4netns not installed")
-    res = await sandboxed("sleep 30", tree["ws"], SandboxPolicy(enabled=True, network_enabled=True),
+    res = await sandboxed(run, "sleep 30", tree["ws"], SandboxPolicy(enabled=True, network_enabled=True),
                           timeout=1)
     assert res.timed_out
+    if run.mode == "warm":  # the warm sandbox keeps its network until it ends
+        await warm.close_all()
     assert _own_slirp_children() == []

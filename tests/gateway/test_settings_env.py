@@ -186,3 +186,18 @@ def test_two_processes_generating_the_secret_at_once_agree(tmp_path: Path) -> No
         values = pool.starmap(envsecret, [(NAME, tmp_path)] * 32)
     assert len(set(values)) == 1 and len(values[0]) >= 32
     assert [p.name for p in tmp_path.iterdir()] == ["secret_key"]
+
+
+@pytest.mark.parametrize("name, raw", [("GATEWAY_SANDBOX_WARM", "maybe"),
+                                       ("GATEWAY_SANDBOX_WARM_IDLE", "0")])
+def test_a_bad_warm_sandbox_setting_stops_the_start(name: str, raw: str, tmp_path: Path) -> None:
+    """``agents.warm`` reads these itself; the settings module refuses a bad one first."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    run = subprocess.run([sys.executable, "manage.py", "check"], cwd=root, text=True,
+                         capture_output=True, timeout=120,
+                         env={**os.environ, name: raw, "GATEWAY_DATA_DIR": str(tmp_path)})
+    assert run.returncode != 0
+    assert f"{name} must be" in run.stderr

@@ -42,6 +42,12 @@ def test_a_members_bash_runs_in_the_sandbox_with_no_configuration(server, member
     assert result["content"] == "host=sandbox home=/workspace pwd=/workspace"
 
 
+def test_a_members_bash_runs_in_a_warm_sandbox_by_default(server, member, upstream):
+    """One sandbox kept per chat (``agents.warm``): its init is the supervisor."""
+    result = run_bash(server, upstream, member, "tr '\\0' ' ' < /proc/1/cmdline")
+    assert "sandbox-supervisor" in result["content"], result
+
+
 def test_a_members_bash_cannot_read_the_secret_key_or_the_database(server, member, upstream):
     data = server.data_dir
     secret = (data / "secret_key").read_text().strip()

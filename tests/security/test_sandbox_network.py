@@ -6,7 +6,8 @@ What this can show without the internet: the gateway's port, the upstream and Re
 host's loopback are unreachable (both as 127.0.0.1, which is the sandbox's own, and through
 slirp's host alias 10.0.2.2), while a listener on the host's *non-loopback* address, an
 ordinary outside address as far as the sandbox can tell, answers; and the sandbox has its
-slirp interface with a default route."""
+slirp interface with a default route. Each on the cold path (a new sandbox and slirp4netns
+per call) and in a warm sandbox (one kept per chat, its network attached once)."""
 
 from __future__ import annotations
 
@@ -69,12 +70,13 @@ class Listener:
         self.sock.close()
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory,
+@pytest.fixture(scope="module", params=["warm", "cold"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
            upstream_server: FakeUpstream) -> Iterator[ServeProcess]:
     need_bubblewrap()
     need(shutil.which("slirp4netns") is not None, "slirp4netns is not installed")
-    proc = start_server(tmp_path_factory.mktemp("net") / "data", upstream_server)
+    proc = start_server(tmp_path_factory.mktemp("net") / "data", upstream_server,
+                        env={"GATEWAY_SANDBOX_WARM": str(request.param == "warm").lower()})
     set_sandbox(proc, network_enabled=True)
     yield proc
     proc.stop()
