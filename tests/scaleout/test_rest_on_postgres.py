@@ -22,7 +22,8 @@ def test_the_rest_and_socket_suites_pass_on_postgresql(pg_url, tmp_path):
     env.pop("REDIS_URL", None)
     suites = [s for s in SUITES if (ROOT / s).exists()]
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          "-n", "0", "-x", *suites], cwd=ROOT, env=env, capture_output=True, text=True,
+                          "-n", "0", "-x", *suites],
+                         cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=900)
     tail = "\n".join(run.stdout.splitlines()[-30:])
     assert run.returncode == 0, tail
