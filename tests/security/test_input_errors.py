@@ -45,9 +45,9 @@ def test_brackets_inside_strings_do_not_count_as_nesting(alice: Any) -> None:
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("raw", [
-    f"9999-12-31T23:59:59-23:59|{uuid.uuid4()}",  # past the calendar once in UTC
-    f"0001-01-01T00:00:00+23:59|{uuid.uuid4()}",  # before it
-    f"2026-01-01T00:00:00|{uuid.uuid4()}",  # no offset
+    f"9999-12-31T23:59:59-23:59|{uuid.UUID(int=7)}",  # past the calendar once in UTC
+    f"0001-01-01T00:00:00+23:59|{uuid.UUID(int=7)}",  # before it
+    f"2026-01-01T00:00:00|{uuid.UUID(int=7)}",  # no offset
     "2026-01-01T00:00:00+00:00|not-a-uuid",
     "no separator",
 ])
