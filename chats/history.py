@@ -1,6 +1,8 @@
 """What a turn leaves in the chat's history besides its messages: the errors it ran
 into (kept as ``TurnError`` records with a sentence a person can act on and the
-technical text folded away), and the chat's title after its first reply.
+technical text folded away), and the chat's title after its first reply (a model call
+like any other: it goes to the usage ledger as a ``title`` and counts against the
+budgets; it is not made for a user whose budget is used up).
 
 ``observe`` is the one hook the turn runner calls for the events it sends; it looks at
 errors and at the end of a turn only, never at deltas.
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 import uuid
 from typing import Any, Awaitable, Callable
 
@@ -18,10 +21,12 @@ from channels.db import database_sync_to_async
 from django.db.models import Max
 
 from agents import events as ev
+from agents.loop import ModelCall
 from agents.providers import UpstreamError, call_model
 from chats import store, titles
 from chats.models import Chat, Message, TurnError
 from profiles.models import ModelProfile
+from usage import turns as usage_turns
 
 logger = logging.getLogger(__name__)
 
@@ -109,11 +114,17 @@ def _save(chat_id: uuid.UUID, title: str) -> bool:
 async def title_after_first_reply(chat_id: uuid.UUID,
                                   publish: Callable[[str, dict[str, Any]], Awaitable[Any]]
                                   ) -> None:
-    """Ask the model for a short title and tell the chat's sockets (``agent.title``)."""
+    """Ask the model for a short title and tell the chat's sockets (``agent.title``).
+    The call is recorded in the usage ledger (``title``) for the chat's owner; an owner
+    whose budget is used up keeps the title from the first message (no model call)."""
     found = await database_sync_to_async(_first_exchange)(chat_id)
     if found is None:
         return
-    provider, _chat, exchange = found
+    provider, chat, exchange = found
+    if await usage_turns.over_budget(chat.owner_id):
+        logger.info("no model-written title for chat %s: the owner's budget is used up",
+                    chat_id)
+        return
     transcript = "\n\n".join(f"{m['role']}: {m['content']}" for m in exchange)
 
     async def ignore(_text: str) -> None:
@@ -122,11 +133,16 @@ async def title_after_first_reply(chat_id: uuid.UUID,
     try:
         prompt = [{"role": "system", "content": titles.TITLE_PROMPT},
                   {"role": "user", "content": transcript}]
+        started = time.perf_counter()
         reply = await call_model(provider, prompt, [], stream=False, on_delta=ignore,
                                  timeout=30, retries=0)
     except UpstreamError as exc:
         logger.info("no model-written title for chat %s: %s", chat_id, exc)
         return
+    record = usage_turns.recorder(chat.owner_id, str(chat_id), provider.name, None,
+                                  purpose="title")
+    await record(ModelCall(reply.model or provider.model, reply.input_tokens,
+                           reply.output_tokens, round((time.perf_counter() - started) * 1000)))
     title = titles.clean(reply.text)
     if title and await database_sync_to_async(_save)(chat_id, title):
         await publish(ev.TITLE, {"title": title})
