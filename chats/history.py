@@ -5,7 +5,9 @@ like any other: it goes to the usage ledger as a ``title`` and counts against th
 budgets; it is not made for a user whose budget is used up).
 
 ``observe`` is the one hook the turn runner calls for the events it sends; it looks at
-errors and at the end of a turn only, never at deltas.
+errors and at the end of a turn only, never at deltas. At the end of a turn it also
+sends ``gateway.hooks.turn_ended`` (off the turn's path), which other apps receive
+(``notifications`` tells the destination chosen for the chat).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from agents.loop import ModelCall
 from agents.providers import UpstreamError, call_model
 from chats import store, titles
 from chats.models import Chat, Message, TurnError
+from gateway import hooks
 from profiles.models import ModelProfile
 from usage import turns as usage_turns
 
@@ -82,12 +85,68 @@ async def observe(chat_id: str, message_id: int | None, first_reply: bool,
                                                           detail)
         return {**data, "message": record.text, "detail": record.detail,
                 "error_id": record.id}
-    if event_type == ev.TURN_COMPLETE and first_reply and data.get("stop_reason") != "error":
-        # After the turn's events, so the reply is never held up by the title call.
-        task = asyncio.create_task(title_after_first_reply(uuid.UUID(chat_id), publish))
-        background.add(task)
-        task.add_done_callback(background.discard)
+    if event_type == ev.TURN_COMPLETE:
+        stop_reason = str(data.get("stop_reason") or "")
+        if hooks.turn_ended.has_listeners():
+            _in_background(background, _announce(chat_id, message_id, stop_reason))
+        if first_reply and stop_reason != "error":
+            # After the turn's events, so the reply is never held up by the title call.
+            _in_background(background, title_after_first_reply(uuid.UUID(chat_id), publish))
     return data
+
+
+def _in_background(background: set[asyncio.Task[Any]], work: Awaitable[Any]) -> None:
+    task = asyncio.ensure_future(work)
+    background.add(task)
+    task.add_done_callback(background.discard)
+
+
+# --- the end of a turn, for other apps -------------------------------------------------
+
+def turn_summary(chat_id: str, message_id: int | None, stop_reason: str) -> dict[str, Any]:
+    """What a turn left: the chat's title, ``completed`` or ``failed``, and its text (the
+    last answer of the turn; for a failed turn the errors' sentences after it)."""
+    title = Chat.objects.filter(pk=chat_id).values_list("title", flat=True).first() or ""
+    prompt = Message.objects.filter(pk=message_id, chat_id=chat_id) \
+        .values("position").first() if message_id else None
+    replies = Message.objects.filter(chat_id=chat_id, role="assistant")
+    if prompt and prompt["position"] is not None:
+        replies = replies.filter(position__gt=prompt["position"])
+        later = Message.objects.filter(chat_id=chat_id, role="user",
+                                       position__gt=prompt["position"]) \
+            .order_by("position").values_list("position", flat=True).first()
+        if later is not None:
+            replies = replies.filter(position__lt=later)
+        texts = [titles.text_of(m.content).strip() for m in replies.order_by("position")]
+        answer = next((t for t in reversed(texts) if t), "")
+    else:
+        answer = ""
+    failed = stop_reason == "error"
+    parts = [answer] if answer else []
+    if failed and message_id:
+        parts += list(TurnError.objects.filter(chat_id=chat_id, message_id=message_id)
+                      .values_list("text", flat=True))
+    text = "\n\n".join(parts) or f"The turn ended without an answer ({stop_reason})."
+    return {"chat_title": title, "status": "failed" if failed else "completed",
+            "text": text}
+
+
+async def _announce(chat_id: str, message_id: int | None, stop_reason: str) -> None:
+    try:
+        await database_sync_to_async(announce_end)(chat_id, message_id, stop_reason)
+    except Exception as exc:  # noqa: BLE001 - the database is away: nothing to announce
+        logger.warning("could not announce the end of a turn of chat %s: %r", chat_id, exc)
+
+
+def announce_end(chat_id: str, message_id: int | None, stop_reason: str) -> None:
+    """Send ``hooks.turn_ended`` (from a thread: receivers may use the database)."""
+    results = hooks.turn_ended.send_robust(
+        sender=Chat, chat_id=chat_id, message_id=message_id, stop_reason=stop_reason,
+        summary=lambda: turn_summary(chat_id, message_id, stop_reason))
+    for receiver, result in results:
+        if isinstance(result, Exception):
+            logger.error("turn_ended receiver %r failed for chat %s", receiver, chat_id,
+                         exc_info=result)
 
 
 # --- the model-written title ---------------------------------------------------
