@@ -1,9 +1,13 @@
 """What a turn leaves in the chat's history besides its messages: the errors it ran
 into (kept as ``TurnError`` records with a sentence a person can act on and the
-technical text folded away), and the chat's title after its first reply.
+technical text folded away), and the chat's title after its first reply (a model call
+like any other: it goes to the usage ledger as a ``title`` and counts against the
+budgets; it is not made for a user whose budget is used up).
 
 ``observe`` is the one hook the turn runner calls for the events it sends; it looks at
-errors and at the end of a turn only, never at deltas.
+errors and at the end of a turn only, never at deltas. At the end of a turn it also
+sends ``gateway.hooks.turn_ended`` (off the turn's path), which other apps receive
+(``notifications`` tells the destination chosen for the chat).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 import uuid
 from typing import Any, Awaitable, Callable
 
@@ -18,10 +23,13 @@ from channels.db import database_sync_to_async
 from django.db.models import Max
 
 from agents import events as ev
+from agents.loop import ModelCall
 from agents.providers import UpstreamError, call_model
 from chats import store, titles
 from chats.models import Chat, Message, TurnError
+from gateway import hooks
 from profiles.models import ModelProfile
+from usage import turns as usage_turns
 
 logger = logging.getLogger(__name__)
 
@@ -77,12 +85,68 @@ async def observe(chat_id: str, message_id: int | None, first_reply: bool,
                                                           detail)
         return {**data, "message": record.text, "detail": record.detail,
                 "error_id": record.id}
-    if event_type == ev.TURN_COMPLETE and first_reply and data.get("stop_reason") != "error":
-        # After the turn's events, so the reply is never held up by the title call.
-        task = asyncio.create_task(title_after_first_reply(uuid.UUID(chat_id), publish))
-        background.add(task)
-        task.add_done_callback(background.discard)
+    if event_type == ev.TURN_COMPLETE:
+        stop_reason = str(data.get("stop_reason") or "")
+        if hooks.turn_ended.has_listeners():
+            _in_background(background, _announce(chat_id, message_id, stop_reason))
+        if first_reply and stop_reason != "error":
+            # After the turn's events, so the reply is never held up by the title call.
+            _in_background(background, title_after_first_reply(uuid.UUID(chat_id), publish))
     return data
+
+
+def _in_background(background: set[asyncio.Task[Any]], work: Awaitable[Any]) -> None:
+    task = asyncio.ensure_future(work)
+    background.add(task)
+    task.add_done_callback(background.discard)
+
+
+# --- the end of a turn, for other apps -------------------------------------------------
+
+def turn_summary(chat_id: str, message_id: int | None, stop_reason: str) -> dict[str, Any]:
+    """What a turn left: the chat's title, ``completed`` or ``failed``, and its text (the
+    last answer of the turn; for a failed turn the errors' sentences after it)."""
+    title = Chat.objects.filter(pk=chat_id).values_list("title", flat=True).first() or ""
+    prompt = Message.objects.filter(pk=message_id, chat_id=chat_id) \
+        .values("position").first() if message_id else None
+    replies = Message.objects.filter(chat_id=chat_id, role="assistant")
+    if prompt and prompt["position"] is not None:
+        replies = replies.filter(position__gt=prompt["position"])
+        later = Message.objects.filter(chat_id=chat_id, role="user",
+                                       position__gt=prompt["position"]) \
+            .order_by("position").values_list("position", flat=True).first()
+        if later is not None:
+            replies = replies.filter(position__lt=later)
+        texts = [titles.text_of(m.content).strip() for m in replies.order_by("position")]
+        answer = next((t for t in reversed(texts) if t), "")
+    else:
+        answer = ""
+    failed = stop_reason == "error"
+    parts = [answer] if answer else []
+    if failed and message_id:
+        parts += list(TurnError.objects.filter(chat_id=chat_id, message_id=message_id)
+                      .values_list("text", flat=True))
+    text = "\n\n".join(parts) or f"The turn ended without an answer ({stop_reason})."
+    return {"chat_title": title, "status": "failed" if failed else "completed",
+            "text": text}
+
+
+async def _announce(chat_id: str, message_id: int | None, stop_reason: str) -> None:
+    try:
+        await database_sync_to_async(announce_end)(chat_id, message_id, stop_reason)
+    except Exception as exc:  # noqa: BLE001 - the database is away: nothing to announce
+        logger.warning("could not announce the end of a turn of chat %s: %r", chat_id, exc)
+
+
+def announce_end(chat_id: str, message_id: int | None, stop_reason: str) -> None:
+    """Send ``hooks.turn_ended`` (from a thread: receivers may use the database)."""
+    results = hooks.turn_ended.send_robust(
+        sender=Chat, chat_id=chat_id, message_id=message_id, stop_reason=stop_reason,
+        summary=lambda: turn_summary(chat_id, message_id, stop_reason))
+    for receiver, result in results:
+        if isinstance(result, Exception):
+            logger.error("turn_ended receiver %r failed for chat %s", receiver, chat_id,
+                         exc_info=result)
 
 
 # --- the model-written title ---------------------------------------------------
@@ -109,11 +173,17 @@ def _save(chat_id: uuid.UUID, title: str) -> bool:
 async def title_after_first_reply(chat_id: uuid.UUID,
                                   publish: Callable[[str, dict[str, Any]], Awaitable[Any]]
                                   ) -> None:
-    """Ask the model for a short title and tell the chat's sockets (``agent.title``)."""
+    """Ask the model for a short title and tell the chat's sockets (``agent.title``).
+    The call is recorded in the usage ledger (``title``) for the chat's owner; an owner
+    whose budget is used up keeps the title from the first message (no model call)."""
     found = await database_sync_to_async(_first_exchange)(chat_id)
     if found is None:
         return
-    provider, _chat, exchange = found
+    provider, chat, exchange = found
+    if await usage_turns.over_budget(chat.owner_id):
+        logger.info("no model-written title for chat %s: the owner's budget is used up",
+                    chat_id)
+        return
     transcript = "\n\n".join(f"{m['role']}: {m['content']}" for m in exchange)
 
     async def ignore(_text: str) -> None:
@@ -122,11 +192,16 @@ async def title_after_first_reply(chat_id: uuid.UUID,
     try:
         prompt = [{"role": "system", "content": titles.TITLE_PROMPT},
                   {"role": "user", "content": transcript}]
+        started = time.perf_counter()
         reply = await call_model(provider, prompt, [], stream=False, on_delta=ignore,
                                  timeout=30, retries=0)
     except UpstreamError as exc:
         logger.info("no model-written title for chat %s: %s", chat_id, exc)
         return
+    record = usage_turns.recorder(chat.owner_id, str(chat_id), provider.name, None,
+                                  purpose="title")
+    await record(ModelCall(reply.model or provider.model, reply.input_tokens,
+                           reply.output_tokens, round((time.perf_counter() - started) * 1000)))
     title = titles.clean(reply.text)
     if title and await database_sync_to_async(_save)(chat_id, title):
         await publish(ev.TITLE, {"title": title})

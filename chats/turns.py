@@ -269,7 +269,8 @@ class TurnManager:
         # turn_started went out (a failure must still end that turn for the clients).
         self._taken: dict[str, tuple[int, bool]] = {}
         self._sweeper: asyncio.Task[None] | None = None
-        self.background: set[asyncio.Task[Any]] = set()  # model-written titles
+        # Model-written titles and announcements of turns' ends (chats.history).
+        self.background: set[asyncio.Task[Any]] = set()
 
     def ensure_sweeper(self) -> None:
         """Start (once per process) the task that takes over turns of dead processes."""
@@ -301,7 +302,10 @@ class TurnManager:
 
     async def shutdown(self) -> None:
         """Cancel this process's turns and background tasks (tests, orderly stop)."""
-        pending = [*self.tasks.values(), *([self._sweeper] if self._sweeper else [])]
+        if self.background:  # titles and announcements of ended turns: let them finish
+            await asyncio.wait(list(self.background), timeout=5)
+        pending = [*self.tasks.values(), *([self._sweeper] if self._sweeper else []),
+                   *self.background]
         for task in pending:
             task.cancel()
         for task in pending:
@@ -418,8 +422,8 @@ class TurnManager:
             if taken and not taken[1]:  # failed before the turn was announced
                 await self.publish(chat_id, ev.TURN_STARTED, {"message_id": taken[0]})
             await self._emit(chat_id, setup, ev.ERROR, {"code": code, "message": message})
-            if taken:
-                await self.publish(chat_id, ev.TURN_COMPLETE, {
+            if taken:  # through chats.history too: the end of a turn is announced
+                await self._emit(chat_id, setup, ev.TURN_COMPLETE, {
                     "stop_reason": "error", "model": None,
                     "usage": {"input_tokens": 0, "output_tokens": 0}})
             await self.hub.flush(chat_id)
@@ -543,7 +547,8 @@ class TurnManager:
     async def _emit(self, chat_id: str, setup: store.TurnSetup | None, event_type: str,
                     data: dict[str, Any]) -> None:
         """Send an error or the end of a turn, after ``chats.history`` kept what lasts
-        (the error in the chat's history; a model-written title after the first reply)."""
+        (the error in the chat's history; a model-written title after the first reply;
+        the announcement of the turn's end to other apps)."""
         data = await history.observe(
             chat_id, setup.message_id if setup else None,
             bool(setup and len(setup.history) == 1), event_type, data,

@@ -6,7 +6,9 @@ Each hook is filled by the app that knows the answer, in its ``AppConfig.ready()
 - ``tool_names``: the tools the model may call, for ``/api/permissions/tools`` and the
   policy's validation (``chats`` wires in the agent's toolbox, MCP tools included);
 - ``serve_prepare`` and ``serve_loop_started``: signals of ``manage.py serve``, before
-  daphne starts and once its event loop runs.
+  daphne starts and once its event loop runs;
+- ``turn_ended``: a signal ``chats`` sends when a turn of a chat has ended
+  (``notifications`` tells the chat's chosen destination).
 """
 
 from __future__ import annotations
@@ -46,3 +48,12 @@ serve_prepare = Signal()
 # Arguments: ``force_recovery`` (bool): this is the only process, so turns marked running
 # died with an earlier one.
 serve_loop_started = Signal()
+
+# Sent by ``chats`` when a turn ended with ``agent.turn_complete`` (it completed, or ended
+# in an error; a cancelled turn is not announced), off the turn's path, in a thread that
+# may use the database. Arguments: ``chat_id`` (str), ``message_id`` (int or None: the
+# user message the turn answered), ``stop_reason`` (str) and ``summary``, a callable that
+# reads what the turn left: ``{"chat_title", "status": "completed" or "failed", "text"}``
+# (the last answer, or the errors' sentences). Receivers are called robustly: an error in
+# one is logged and stops nothing.
+turn_ended = Signal()

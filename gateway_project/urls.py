@@ -37,6 +37,7 @@ api = [
     path("chats/<str:chat_id>/cancel", chats.ChatCancelView.as_view()),
     path("chats/<str:chat_id>/profile", chats.ChatProfileView.as_view()),
     path("chats/<str:chat_id>/active-profile", chats.ChatProfileView.as_view()),
+    path("chats/<str:chat_id>/notify", notifications.ChatNotifyView.as_view()),
     path("profiles", profiles.ProfileListView.as_view()),
     path("profiles/default", profiles.DefaultProfileView.as_view()),
     path("profiles/default/current", profiles.DefaultProfileView.as_view()),

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from notifications.models import Delivery, Destination
+from notifications.models import ChatNotify, Delivery, Destination
 
 
 @admin.register(Destination)
@@ -13,3 +13,8 @@ class DestinationAdmin(admin.ModelAdmin):
 class DeliveryAdmin(admin.ModelAdmin):
     list_display = ("title", "destination", "status", "attempts", "created_at")
     list_filter = ("status",)
+
+
+@admin.register(ChatNotify)
+class ChatNotifyAdmin(admin.ModelAdmin):
+    list_display = ("chat", "destination", "updated_at")

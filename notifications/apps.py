@@ -10,7 +10,11 @@ class NotificationsConfig(AppConfig):
     def ready(self) -> None:
         from gateway import hooks
 
+        from notifications.services import on_turn_ended
+
         hooks.serve_loop_started.connect(start_sender, dispatch_uid="notifications.sender")
+        # "Notify me when this turn ends": a delivery to the chat's chosen destination.
+        hooks.turn_ended.connect(on_turn_ended, dispatch_uid="notifications.turn_ended")
 
 
 def start_sender(sender: Any, **kwargs: Any) -> None:

@@ -1,4 +1,5 @@
-"""Where results are sent (destinations) and what was sent (deliveries, the log).
+"""Where results are sent (destinations), what was sent (deliveries, the log), and which
+chats announce the end of their turns (``ChatNotify``).
 
 A destination's secrets (a Discord or Slack webhook URL is itself a secret; a generic
 webhook has a URL and an HMAC key) are stored encrypted like profile API keys.
@@ -104,3 +105,18 @@ class Delivery(models.Model):
                 if self.status in ("pending", "sending") else None,
                 "log": self.log, "created_at": self.created_at.isoformat(),
                 "delivered_at": self.delivered_at.isoformat() if self.delivered_at else None}
+
+
+class ChatNotify(models.Model):
+    """"Notify me when this turn ends": the destination (the chat owner's) told when a
+    turn of the chat completes or ends in an error. Goes with the chat or the
+    destination."""
+
+    chat = models.OneToOneField("chats.Chat", primary_key=True, on_delete=models.CASCADE,
+                                related_name="notify")
+    destination = models.ForeignKey(Destination, on_delete=models.CASCADE,
+                                    related_name="notified_chats")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.chat_id} -> {self.destination}"

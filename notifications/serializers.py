@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from gateway.api import StrictSerializer
 from notifications.models import KINDS
 
 
@@ -19,3 +20,9 @@ class DestinationSerializer(serializers.Serializer):
 
 class DestinationUpdateSerializer(DestinationSerializer):
     kind = None  # a destination keeps its kind
+
+
+class ChatNotifySerializer(StrictSerializer):
+    # The id of one of the caller's destinations; null: no notification.
+    destination = serializers.IntegerField(allow_null=True, min_value=1,
+                                           max_value=2 ** 63 - 1)

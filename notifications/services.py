@@ -1,4 +1,5 @@
-"""Destinations: the one access check, creation and change."""
+"""Destinations: the one access check, creation and change; the destination a chat
+notifies when its turns end, and the receiver of ``gateway.hooks.turn_ended``."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 
 from gateway.errors import GatewayError
-from notifications.models import Destination
+from notifications import outbox
+from notifications.models import ChatNotify, Destination
 from notifications.targets import check_target
 
 
@@ -63,3 +65,42 @@ def create(user: AbstractBaseUser, body: dict[str, Any]) -> Destination:
 def update(destination: Destination, body: dict[str, Any]) -> Destination:
     _apply(destination, body)
     return save(destination)
+
+
+# --- "notify me when this turn ends" --------------------------------------------------
+
+def chat_notify(chat: Any) -> dict[str, Any]:
+    """The answer of ``/api/chats/<id>/notify``: the chosen destination, if any."""
+    row = ChatNotify.objects.select_related("destination").filter(chat=chat).first()
+    return {"chat_id": str(chat.pk), "destination": row.destination_id if row else None,
+            "name": row.destination.name if row else None}
+
+
+def set_chat_notify(user: AbstractBaseUser, chat: Any, destination_id: int | None
+                    ) -> dict[str, Any]:
+    """Choose (or, with None, drop) the destination told when the chat's turns end. Only
+    the caller's own destinations (another user's is "not found", like a missing one);
+    ``chat`` is the caller's (the view checked)."""
+    if destination_id is None:
+        ChatNotify.objects.filter(chat=chat).delete()
+    else:
+        destination = get_destination_for(user, destination_id)
+        ChatNotify.objects.update_or_create(chat=chat, defaults={"destination": destination})
+    return chat_notify(chat)
+
+
+def on_turn_ended(sender: Any, chat_id: str, message_id: int | None, stop_reason: str,
+                  summary: Any, **kwargs: Any) -> None:
+    """Queue a delivery of the turn's answer (or its error) to the chat's destination;
+    the sender cuts it to the destination's limit with a link back to the chat."""
+    row = ChatNotify.objects.select_related("destination").filter(chat_id=chat_id).first()
+    if row is None or not row.destination.enabled:
+        return
+    turn = summary()
+    chat_title = turn["chat_title"] or "Untitled chat"
+    outbox.enqueue([row.destination], source=f"chat_turn:{message_id or ''}",
+                   chat_id=chat_id, title=f"{chat_title}: turn {turn['status']}",
+                   text=turn["text"],
+                   payload={"event": "chat.turn.finished", "chat_id": str(chat_id),
+                            "message_id": message_id, "status": turn["status"],
+                            "stop_reason": stop_reason})

@@ -1,4 +1,5 @@
-"""REST views of notification destinations and the delivery log."""
+"""REST views of notification destinations, the delivery log, and the destination a chat
+notifies when its turns end."""
 
 from __future__ import annotations
 
@@ -9,11 +10,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from chats.access import get_chat_for
 from gateway.api import validated
 from gateway.schema import responses
 from notifications import services
 from notifications.models import Delivery, Destination
-from notifications.serializers import DestinationSerializer, DestinationUpdateSerializer
+from notifications.serializers import (
+    ChatNotifySerializer,
+    DestinationSerializer,
+    DestinationUpdateSerializer,
+)
 
 LOG_PAGE = 100
 
@@ -57,3 +63,19 @@ class DeliveryListView(APIView):
         rows = Delivery.objects.filter(destination__owner=request.user) \
             .select_related("destination")[:LOG_PAGE]
         return Response({"deliveries": [d.to_dict() for d in rows]})
+
+
+class ChatNotifyView(APIView):
+    """"Notify me when this turn ends": which of the caller's destinations is told when
+    a turn of the chat completes or ends in an error."""
+
+    @extend_schema(responses=responses({200: OpenApiTypes.OBJECT}, 404))
+    def get(self, request: Request, chat_id: str) -> Response:
+        return Response(services.chat_notify(get_chat_for(request.user, chat_id)))
+
+    @extend_schema(request=ChatNotifySerializer,
+                   responses=responses({200: OpenApiTypes.OBJECT}, 404, body=True))
+    def put(self, request: Request, chat_id: str) -> Response:
+        chat = get_chat_for(request.user, chat_id)
+        body = validated(ChatNotifySerializer, request)
+        return Response(services.set_chat_notify(request.user, chat, body["destination"]))

@@ -3,7 +3,8 @@
 ``gateway_project`` is wiring on top (settings, urls, asgi) that no module imports;
 ``gateway`` is the core app at the bottom, importing no app; ``agents`` is plain Python
 that imports no Django app (nor Django or Channels at all); the policy and profile apps
-know nothing of the agent or the chats that use them.
+know nothing of the agent or the chats that use them; chats knows nothing of the
+notifications and jobs built on it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("gateway_project", "gateway", "chats", "agents", "profiles", "permissions",
             "users", "access", "usage", "audit",
-            "mcp_servers", "dashboard", "files")
+            "mcp_servers", "dashboard", "files", "notifications", "jobs")
 APPS = tuple(p for p in PACKAGES if p != "gateway_project")
 
 
@@ -58,6 +59,12 @@ def test_the_agent_imports_no_django_app_and_no_framework() -> None:
 @pytest.mark.parametrize("package", ["permissions", "profiles"])
 def test_policy_and_profiles_know_neither_the_agent_nor_chats(package: str) -> None:
     assert offending(package, ("agents", "chats")) == []
+
+
+def test_chats_knows_neither_notifications_nor_jobs() -> None:
+    """They build on chats: the end of a turn reaches notifications through a signal of
+    the core app (``gateway.hooks.turn_ended``), jobs plug in through chats' own hook."""
+    assert offending("chats", ("notifications", "jobs")) == []
 
 
 def test_the_check_sees_imports_inside_functions(tmp_path: Path, monkeypatch) -> None:

@@ -18,9 +18,10 @@ from django.db import models
 from profiles.models import ModelProfile
 
 PERIODS = ("day", "month")
-# What a model call was for: a turn's own call, or the summary of a compaction (made in
-# a turn, or asked for with POST /api/chats/<id>/compact).
-PURPOSES = ("turn", "compaction")
+# What a model call was for: a turn's own call, the summary of a compaction (made in a
+# turn, or asked for with POST /api/chats/<id>/compact), or the short title the model
+# writes after a chat's first reply.
+PURPOSES = ("turn", "compaction", "title")
 MONEY = {"max_digits": 14, "decimal_places": 6}
 
 
@@ -54,8 +55,8 @@ class ProfilePrice(models.Model):
 
 
 class UsageRecord(models.Model):
-    """One model call (``purpose``: a turn's, or a compaction's summary). Kept when the
-    chat or the profile goes (names are copied)."""
+    """One model call (``purpose``: a turn's, a compaction's summary, or a chat's
+    title). Kept when the chat or the profile goes (names are copied)."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL,
                              related_name="usage_records")

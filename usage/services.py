@@ -176,6 +176,16 @@ def admit_turn(user_id: int, chat_id: str | None) -> int | None:
                                          expires_at=timezone.now() + lifetime).id
 
 
+def over_budget(user_id: int) -> bool:
+    """Whether a budget of the user (his own or a group's) is used up by what the ledger
+    holds already. For small calls after a turn (a chat's title), which are skipped
+    rather than refused: running turns' estimates do not count here."""
+    user = get_user_model().objects.filter(pk=user_id).first()
+    if user is None:
+        return True
+    return any(status_of(budget).reached() for budget in budgets_of(user))
+
+
 def close_turn(charge_id: int | None) -> None:
     if charge_id is not None:
         TurnCharge.objects.filter(pk=charge_id).update(closed_at=timezone.now())

@@ -1,6 +1,7 @@
-"""What the turn runner (``chats.turns``) and a manual compaction call: admit a turn
-before any upstream call (model access, then budgets), record each model call (a turn's
-own and the summary of a compaction), close the turn's charge."""
+"""What the turn runner (``chats.turns``), a manual compaction and a chat's title call:
+admit a turn before any upstream call (model access, then budgets), record each model
+call (a turn's own, the summary of a compaction, a chat's title), close the turn's
+charge."""
 
 from __future__ import annotations
 
@@ -38,6 +39,11 @@ def error_data(exc: GatewayError) -> dict[str, Any]:
     if isinstance(exc, services.BudgetExceeded):
         return exc.event_data()
     return {"code": exc.code, "message": exc.message}
+
+
+async def over_budget(user_id: int) -> bool:
+    """Whether a budget of the user is used up (see ``services.over_budget``)."""
+    return await db(services.over_budget)(user_id)
 
 
 async def close(charge_id: int | None) -> None:

@@ -1,10 +1,12 @@
 """The Jobs page in headless Chromium against a real ``serve`` and the fake upstream
 (issue 21): a member creates a job, runs it now, sees the run succeed (and its result
-reach his destination), opens its chat, pauses, changes and deletes it. Screenshots go to
-``test-artifacts/screenshots/jobs-*.png`` (desktop and phone)."""
+reach his destination), opens its chat, pauses, changes and deletes it; and any chat's
+"Notify" control, which sends a turn's answer to one of his destinations. Screenshots go
+to ``test-artifacts/screenshots/jobs-*.png`` (desktop and phone) and ``chat-notify.png``."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -12,7 +14,7 @@ from typing import Any, Iterator
 import pytest
 
 from tests.dashboard.test_dashboard import (  # noqa: F401 - browser is a fixture
-    CHAT_READY, PHONE, Pages, browser, shot)
+    CHAT_READY, PHONE, Pages, browser, open_chat, send, shot)
 from tests.e2e.server import ServeProcess
 from tests.e2e.test_team_admin import START_TIMEOUT, member_token
 from tests.fake_upstream import FakeUpstream, Text
@@ -236,3 +238,63 @@ def test_a_bad_schedule_is_explained_in_the_form(pages, server):
     page.click("#job-form button[type=submit]")
     expect(page.locator("#job-form-error")).to_contain_text("cron")
     assert "broken" not in [j["name"] for j in jobs_of(server)]
+
+
+def test_a_member_has_a_chats_turns_announced_to_his_destination(pages, server, upstream,
+                                                                   receiver):
+    """The chat header's Notify control lists only his own destinations; the chosen one
+    gets the answer when the turn ends; "off" stops it."""
+    from playwright.sync_api import expect
+
+    member = server.member  # type: ignore[attr-defined]
+    with server.client(member) as http:
+        made = http.post("/api/notifications/destinations", json={
+            "name": "mia-slack", "kind": "slack", "target": receiver.url + "/chat-notify"})
+        assert made.status_code == 201, made.text
+        dest = made.json()["id"]
+        chat_id = http.post("/api/chats", json={"title": "Weekend plans"}).json()["chat_id"]
+    page = pages.signed_in(member)
+    open_chat(page, server, chat_id)
+    select = page.locator("#notify-select")
+    expect(select).to_be_enabled()
+    expect(select).to_have_value("")
+    with server.client(member) as http:
+        own = http.get("/api/notifications/destinations").json()["destinations"]
+    options = select.locator("option").all_inner_texts()
+    assert options == ["off", *(f"{d['name']} · {d['kind']}" for d in own)]
+    assert "mia-slack · slack" in options
+    assert not any(o.startswith("admins-mail") for o in options)  # the admin's own
+
+    select.select_option(label="mia-slack · slack")
+    expect(page.locator("#chat-info")).to_have_text(
+        "When a turn of this chat ends, its answer goes to mia-slack.")
+    with server.client(member) as http:
+        assert http.get(f"/api/chats/{chat_id}/notify").json()["destination"] == dest
+    upstream.enqueue(Text("Hike on Saturday, museum on Sunday."))
+    send(page, "Plan my weekend")
+    expect(page.locator("#transcript .msg.assistant").last).to_contain_text("Hike on Saturday")
+
+    def announced() -> list[dict]:
+        return [r for r in receiver.requests if r["path"] == "/chat-notify"]
+
+    deadline = time.monotonic() + 60
+    while not announced() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [json.loads(r["body"]) for r in announced()] == [
+        {"text": "*Weekend plans: turn completed*\nHike on Saturday, museum on Sunday."}]
+    shot(page, "chat-notify")
+    phone = pages.signed_in(member, viewport=PHONE)
+    open_chat(phone, server, chat_id)
+    expect(phone.locator("#notify-select")).to_have_value(str(dest))
+    assert phone.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
+    shot(phone, "chat-notify-phone")
+
+    # A reload shows the choice; "off" takes it back.
+    page.reload()
+    page.wait_for_function(CHAT_READY)
+    expect(select).to_have_value(str(dest))
+    select.select_option(label="off")
+    expect(page.locator("#chat-info")).to_have_text(
+        "Turns of this chat no longer send a notification.")
+    with server.client(member) as http:
+        assert http.get(f"/api/chats/{chat_id}/notify").json()["destination"] is None

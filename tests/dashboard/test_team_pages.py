@@ -1,5 +1,5 @@
 """The team pages of the dashboard in headless Chromium against a real ``serve``: users
-(invite, promote, demote), usage with its charts, and the audit log. Screenshots go to
+(invite, promote, demote, workspace quotas), usage with its charts, and the audit log. Screenshots go to
 ``test-artifacts/screenshots/team-*.png``."""
 
 from __future__ import annotations
@@ -82,7 +82,70 @@ def test_an_admin_invites_promotes_and_demotes_on_the_users_page(pages, server):
     mia.get_by_role("button", name="Make member").click()
     expect(page.locator("#users-ok")).to_contain_text("mia is now a member")
     # The admin's own row cannot demote or deactivate him.
-    expect(page.locator("#users-table tr[data-user=admin] button").first).to_be_disabled()
+    expect(page.locator("#users-table tr[data-user=admin] .row-actions button").first
+           ).to_be_disabled()
+
+
+def test_an_admin_sees_and_sets_a_users_workspace_quota(pages, server):
+    """Usage against the quota in each row; the quota form sets mia's own bytes and
+    files (the upload API then holds her to them) and goes back to the defaults."""
+    from playwright.sync_api import expect
+
+    with server.client(server.member) as http:
+        assert http.put("/api/files/content?path=notes.txt",
+                        content=b"n" * 3000).status_code == 201
+    with server.client() as http:
+        quota = http.get("/api/files/quota?user=mia").json()
+    assert quota["default"] == {"quota_bytes": 2 * 1024 ** 3, "quota_files": 20_000}
+    # Her turn left a few files besides the upload (the workspace's own mirror).
+    assert 3000 <= quota["used_bytes"] < 10 * 1024, quota
+    used = f"{round(quota['used_bytes'] / 1024, 2):g} KiB"
+    files = quota["used_files"]
+    page = pages.signed_in(server.admin_token)
+    open_page(page, server, "users")
+    workspace = page.locator("#users-table tr[data-user=mia] td.workspace .quota-text")
+    expect(workspace).to_have_text(f"{used} of 2 GiB · {files} of 20,000 files")
+    expect(page.locator("#quota-card")).to_be_hidden()
+
+    page.get_by_role("button", name="Workspace quota of mia").click()
+    expect(page.locator("#quota-heading")).to_have_text("Workspace quota of mia")
+    expect(page.locator("#quota-usage")).to_have_text(
+        f"Uses {used} of 2 GiB · {files} of 20,000 files.")
+    expect(page.locator("#quota-bytes")).to_have_value("")
+    expect(page.locator("#quota-bytes")).to_have_attribute("placeholder", "default 2")
+    expect(page.locator("#quota-reset")).to_be_disabled()
+    page.fill("#quota-bytes", "2")
+    page.select_option("#quota-unit", label="KiB")
+    page.fill("#quota-files", "5")
+    page.click("#quota-form button[type=submit]")
+    expect(page.locator("#quota-ok")).to_have_text("Saved: mia may keep 2 KiB in 5 files.")
+    expect(page.locator("#quota-usage")).to_contain_text("Over the quota")
+    expect(workspace).to_have_text(f"{used} of 2 KiB · {files} of 5 files (own quota)")
+    expect(workspace).to_have_class("quota-text over-quota")
+    with server.client() as http:
+        assert http.get("/api/files/quota?user=mia").json()["own"] == {
+            "quota_bytes": 2048, "quota_files": 5}
+    with server.client(server.member) as http:
+        refused = http.put("/api/files/content?path=more.txt", content=b"m")
+        assert refused.status_code == 409 and refused.json()["error"] == "quota_exceeded"
+    page.locator("#quota-card").scroll_into_view_if_needed()
+    shot(page, "team-users-quota")
+
+    # A negative size is stopped by the form itself: nothing is sent.
+    page.fill("#quota-bytes", "-1")
+    page.click("#quota-form button[type=submit]")
+    assert page.eval_on_selector("#quota-bytes", "(input) => input.validity.rangeUnderflow")
+    with server.client() as http:
+        assert http.get("/api/files/quota?user=mia").json()["own"]["quota_bytes"] == 2048
+
+    page.click("#quota-reset")
+    expect(page.locator("#quota-ok")).to_have_text("mia is back to the default quota.")
+    expect(workspace).to_have_text(f"{used} of 2 GiB · {files} of 20,000 files")
+    expect(page.locator("#quota-bytes")).to_have_value("")
+    with server.client() as http:
+        assert http.get("/api/files/quota?user=mia").json()["own"] == {
+            "quota_bytes": None, "quota_files": None}
+        assert http.delete("/api/files/content?path=notes.txt&user=mia").status_code == 204
 
 
 def test_the_usage_page_charts_usage_over_time_and_by_user(pages, server):

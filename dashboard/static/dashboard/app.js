@@ -51,6 +51,7 @@ class App {
       renameForm: byId('rename-form'), renameInput: byId('rename-input'),
       renameCancel: byId('rename-cancel'), deleteBtn: byId('delete-btn'),
       confirmDelete: byId('confirm-delete'), profileSelect: byId('profile-select'),
+      notifySelect: byId('notify-select'),
       meter: byId('meter'), meterText: byId('meter-text'), compactBtn: byId('compact-btn'),
       connStatus: byId('conn-status'), chatError: byId('chat-error'),
       chatInfo: byId('chat-info'), scroller: byId('scroller'),
@@ -503,6 +504,8 @@ class App {
     els.compactBtn.addEventListener('click', () => this.chat && this.chat.compact());
     els.profileSelect.addEventListener('change', () =>
       this.chat && this.chat.switchProfile(els.profileSelect.value));
+    els.notifySelect.addEventListener('change', () =>
+      this.chat && this.chat.switchNotify(els.notifySelect.value));
     els.cancelBtn.addEventListener('click', () => this.chat && this.chat.cancel());
     els.composer.addEventListener('submit', (event) => {
       event.preventDefault();

@@ -179,6 +179,7 @@ export class ChatView {
     this.running = false;
     this.renderTimer = null;
     this.profile = null;
+    this.notify = '';            // the destination id (a string) told when turns end
     this.turnStarted = 0;        // performance.now() when the live turn started
     this.reloadOnComplete = false;  // a retry/regenerate/edit runs: reload when it ends
     this.handlers = {
@@ -229,6 +230,7 @@ export class ChatView {
     this.renderHistory(detail);
     this.loadContext();
     this.loadProfiles();
+    this.loadNotify();
     this.connect();
   }
 
@@ -947,6 +949,47 @@ export class ChatView {
     } catch (err) {
       if (this.closed) return;
       select.value = this.profile;
+      say(this.els.chatError, err.detail);
+    }
+  }
+
+  /** "Notify me when this turn ends": the caller's destinations, and the chat's choice. */
+  async loadNotify() {
+    const select = this.els.notifySelect;
+    select.disabled = true;
+    try {
+      const [listing, chosen] = await Promise.all([
+        this.api('GET', '/api/notifications/destinations'),
+        this.api('GET', `/api/chats/${this.chatId}/notify`)]);
+      if (this.closed) return;
+      const destinations = listing.destinations || [];
+      select.replaceChildren(
+        h('option', { value: '', text: destinations.length ? 'off'
+          : 'off (add a destination on the Jobs page)' }),
+        ...destinations.map((d) => h('option', { value: String(d.id),
+          text: `${d.name} · ${d.kind}${d.enabled ? '' : ' (disabled)'}` })));
+      this.notify = chosen.destination === null ? '' : String(chosen.destination);
+      select.value = this.notify;
+      select.disabled = !destinations.length && !this.notify;
+    } catch (err) {
+      if (!this.closed) say(this.els.chatError, err.detail);
+    }
+  }
+
+  async switchNotify(value) {
+    const select = this.els.notifySelect;
+    say(this.els.chatError, '');
+    try {
+      const result = await this.api('PUT', `/api/chats/${this.chatId}/notify`,
+        { destination: value === '' ? null : Number(value) });
+      if (this.closed) return;
+      this.notify = result.destination === null ? '' : String(result.destination);
+      say(this.els.chatInfo, result.name
+        ? `When a turn of this chat ends, its answer goes to ${result.name}.`
+        : 'Turns of this chat no longer send a notification.');
+    } catch (err) {
+      if (this.closed) return;
+      select.value = this.notify;
       say(this.els.chatError, err.detail);
     }
   }
