@@ -18,4 +18,6 @@ def health_part() -> tuple[dict, bool]:
     mcp = statuses()
     if not mcp:
         return {}, False
-    return {"mcp": mcp}, any(server["state"] == "error" for server in mcp.values())
+    # A server that failed is degraded until it connects again, also while it retries.
+    return {"mcp": mcp}, any(server["state"] in ("error", "restarting")
+                             for server in mcp.values())

@@ -61,7 +61,7 @@ def test_the_repl_attaches_and_gets(cli_env, upstream: FakeUpstream, tmp_path: P
         assert len(attached_paths(upstream.requests[-1])) == 1
         target = tmp_path / "got.txt"
         term.send_line(f"/get made/by-agent.txt {target}")
-        term.expect(r"saved .*got\.txt \(21 bytes\)")
+        term.expect(r"saved\s+\S*got\.txt\s+\(21 bytes\)")  # a long path wraps
         assert target.read_text() == "written by the agent\n"
         term.send_line("/get ../escape.txt")
         term.expect(r"outside the workspace")

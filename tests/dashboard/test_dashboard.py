@@ -169,7 +169,9 @@ def send(page: Any, text: str) -> None:
 
 
 def assistant_texts(page: Any) -> list[str]:
-    return page.locator("#transcript .msg.assistant .bubble").all_inner_texts()
+    # innerText ends a rendered block (a paragraph) with a line break: not the reply's text
+    return [text.strip() for text in
+            page.locator("#transcript .msg.assistant .bubble").all_inner_texts()]
 
 
 def wait_idle(page: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 
 import websockets
 
@@ -167,6 +168,10 @@ def test_a_killed_process_turn_is_recovered_by_the_other(cluster, upstream):
     assert text == "after recovery"
     with b.client() as http:
         detail = http.get(f"/api/chats/{chat_id}").json()
+        # The turn's lock goes right after its turn_complete (the drain's last look).
+        deadline = time.monotonic() + 10
+        while http.get("/health").json()["active_turns"] and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert http.get("/health").json()["active_turns"] == 0
     roles = [(m["role"], m["status"]) for m in detail["messages"]]
     assert roles == [("user", "done"), ("assistant", "interrupted"), ("user", "done"),
