@@ -167,8 +167,11 @@ def admit_turn(user_id: int, chat_id: str | None) -> int | None:
         if not budgets:
             return None
         for budget in budgets:
-            status = status_of(budget)
+            # The running turns first, the ledger after: a turn that records its call
+            # between the two reads is then counted twice (refused a little early), never
+            # missed (each read sees what was committed when it ran, not one snapshot).
             more_tokens, more_cost = _pending(budget)
+            status = status_of(budget)
             if status.reached(more_tokens, more_cost):
                 raise BudgetExceeded(status, running=bool(more_tokens or more_cost))
         lifetime = dt.timedelta(seconds=settings.GATEWAY_BUDGET_CHARGE_SECONDS)
