@@ -104,3 +104,10 @@ def profile(db: None, upstream: FakeUpstream) -> Any:
     p.save()
     p.make_default()
     return p
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files with a ``slow`` test run first: with two workers (a file per worker) they then
+    run beside the quick files instead of forming a tail at the end of the suite."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: order kept within

@@ -14,6 +14,7 @@ import sys
 
 import pexpect
 import pyte
+import pytest
 from rich.console import Console
 from rich.markdown import Markdown
 
@@ -56,6 +57,7 @@ def _trim(lines: list[str]) -> list[str]:
     return lines
 
 
+@pytest.mark.slow
 def test_streamed_tables_keep_every_row_on_the_screen(cli_env, upstream: FakeUpstream):
     env = {**cli_env, "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm-256color"}
     term = Term(pexpect.spawn(sys.executable, ["-m", "gateway_cli", "--new"], env=env,

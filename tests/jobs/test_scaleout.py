@@ -17,6 +17,7 @@ MINUTE = dt.timedelta(minutes=1)
 FIRES = 20
 
 
+@pytest.mark.slow
 def test_two_processes_fire_each_slot_exactly_once(tmp_path: Path, pg_url, redis_url,  # noqa: F811
                                                    clock, start_minute, upstream):
     env = {**FAST, **clock.env, "DATABASE_URL": pg_url, "REDIS_URL": redis_url}

@@ -68,6 +68,7 @@ async def one_turn(ws, state: dict, start: asyncio.Event) -> tuple[list[dict], s
     return events, text
 
 
+@pytest.mark.slow
 def test_300_concurrent_turns_on_two_processes_complete_in_order(
         tmp_path: Path, pg_url: str, redis_url: str, upstream):
     a, b = start_cluster(tmp_path, pg_url, redis_url, upstream, {

@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SUITES = ["tests/gateway", "tests/profiles", "tests/permissions", "tests/chats"]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)  # a whole suite of its own; its tests have their own timeouts
 def test_the_rest_and_socket_suites_pass_on_postgresql(pg_url, tmp_path):
     env = {**os.environ, "DATABASE_URL": pg_url, "GATEWAY_DATA_DIR": str(tmp_path / "data")}
