@@ -696,7 +696,8 @@ export class ChatView {
     if (!el) {
       const content = await this.contentOf(data.message_id);
       if (this.closed) return;
-      this.addQueued(data.message_id, content);
+      // agent.queued's handler may have shown it while this one waited: never twice.
+      if (!this.userEls.has(data.message_id)) this.addQueued(data.message_id, content);
       el = this.userEls.get(data.message_id);
     }
     if (el.parentElement === this.els.queued) {

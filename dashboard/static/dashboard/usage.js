@@ -122,6 +122,12 @@ export async function renderUsage(app, node) {
     try {
       const Chart = await loadChart();
       charts.splice(0).forEach((chart) => chart.destroy());
+      // A page drawn again (a second visit, a second load at once) leaves charts on
+      // canvases that are gone or about to be reused: drop them, one chart per canvas.
+      Object.values(Chart.instances).forEach((chart) => {
+        if (!chart.canvas.isConnected || chart.canvas === timeCanvas
+            || chart.canvas === splitCanvas) chart.destroy();
+      });
       charts.push(tokenChart(Chart, timeCanvas, daily.groups, 'Tokens per day', false));
       charts.push(tokenChart(Chart, splitCanvas, bySplit.groups, `Tokens by ${split}`, true));
     } catch (err) {
