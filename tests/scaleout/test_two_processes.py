@@ -167,12 +167,12 @@ def test_a_killed_process_turn_is_recovered_by_the_other(cluster, upstream):
     text = "".join(e["data"]["text"] for e in events if e["type"] == "agent.text_delta")
     assert text == "after recovery"
     with b.client() as http:
-        detail = http.get(f"/api/chats/{chat_id}").json()
         # The turn's lock goes right after its turn_complete (the drain's last look).
         deadline = time.monotonic() + 10
         while http.get("/health").json()["active_turns"] and time.monotonic() < deadline:
             time.sleep(0.05)
         assert http.get("/health").json()["active_turns"] == 0
+        detail = http.get(f"/api/chats/{chat_id}").json()
     roles = [(m["role"], m["status"]) for m in detail["messages"]]
     assert roles == [("user", "done"), ("assistant", "interrupted"), ("user", "done"),
                      ("assistant", "done")]
