@@ -105,7 +105,7 @@ def enqueue_and_start(chat_id: uuid.UUID, content: Any, stream: bool, owner: str
     queued = Message.objects.filter(chat_id=chat_id, status="queued").count()
     setup = None
     if owner is not None and try_acquire(chat_id, owner, lease):
-        setup = start_next(chat_id)
+        setup = start_next(chat_id, owner, lease)
     return msg.id, queued, setup
 
 
@@ -126,6 +126,13 @@ def orphan_queues() -> list[uuid.UUID]:
     started one)."""
     return list(Chat.objects.filter(turn_owner__isnull=True, messages__status="queued")
                 .values_list("pk", flat=True).distinct())
+
+
+def renew_lease(chat_id: uuid.UUID, owner: str, lease: float) -> bool:
+    """Extend the lease if the lock is still ``owner``'s."""
+    until = timezone.now() + dt.timedelta(seconds=lease)
+    return bool(Chat.objects.filter(pk=chat_id, turn_owner=owner)
+                .update(turn_lease_until=until))
 
 
 def renew(chat_id: uuid.UUID, owner: str, lease: float, last_seq: int) -> bool:
@@ -210,10 +217,15 @@ def sandbox_policy() -> SandboxPolicy:
 
 
 @transaction.atomic
-def start_next(chat_id: uuid.UUID) -> TurnSetup | None:
+def start_next(chat_id: uuid.UUID, owner: str, lease: float) -> TurnSetup | None:
     """Take the oldest queued message into the conversation and read the turn's setup;
-    None when the queue is empty. Profiles, policy, sandbox and MCP servers come from the
-    process's cached configuration (``chats.config``), not from their tables."""
+    None when the queue is empty or the chat's lock is no longer ``owner``'s (its lease
+    ran out and another process settled the chat: that one runs the queue now, so two
+    turns never run at once). Taking a message renews the lease. Profiles, policy,
+    sandbox and MCP servers come from the process's cached configuration
+    (``chats.config``), not from their tables."""
+    if not renew_lease(chat_id, owner, lease):
+        return None
     msg = Message.objects.filter(chat_id=chat_id, status="queued").order_by("id").first()
     if msg is None:
         return None
@@ -315,6 +327,14 @@ def stale_chats(force: bool) -> list[uuid.UUID]:
     return list(rows.values_list("pk", flat=True))
 
 
+def _turn_open(chat_id: uuid.UUID) -> bool:
+    """Whether the conversation ends inside a turn (False when its last turn ended with
+    the answer)."""
+    last = Message.objects.filter(chat_id=chat_id, position__isnull=False) \
+        .order_by("-position").first()
+    return last is not None and not (last.role == "assistant" and not last.tool_calls)
+
+
 def _close_history(chat_id: uuid.UUID, why: str) -> None:
     """Answer every tool call of the last turn that has no result and add an
     interrupted assistant note, so the conversation is valid for the model again."""
@@ -344,10 +364,8 @@ def settle_failed_turn(chat_id: uuid.UUID, owner: str) -> bool:
     chat = Chat.objects.select_for_update().filter(pk=chat_id, turn_owner=owner).first()
     if chat is None:
         return False
-    last = Message.objects.filter(chat_id=chat_id, position__isnull=False) \
-        .order_by("-position").first()
-    if last is None or (last.role == "assistant" and not last.tool_calls):
-        return False  # the last turn ended with its answer: nothing is open
+    if not _turn_open(chat_id):
+        return False
     _close_history(chat_id, "the database or Redis failed during the turn")
     PendingApproval.objects.filter(chat_id=chat_id, verdict__isnull=True).update(
         verdict="expired", resolved_at=timezone.now())
@@ -355,15 +373,18 @@ def settle_failed_turn(chat_id: uuid.UUID, owner: str) -> bool:
 
 
 @transaction.atomic
-def settle_dead_turn(chat_id: uuid.UUID, force: bool) -> bool:
-    """Make a chat whose turn died consistent and release its lock. Returns False when
-    a live holder took the chat meanwhile."""
+def settle_dead_turn(chat_id: uuid.UUID, force: bool) -> str | None:
+    """Make a chat whose turn died consistent and release its lock: "interrupted" when a
+    turn was open and got closed, "idle" when its holder died between two turns (nothing
+    to close, no note written), None when a live holder took the chat meanwhile."""
     chat = Chat.objects.select_for_update().filter(pk=chat_id).first()
     if chat is None or chat.turn_owner is None:
-        return False
+        return None
     if not force and chat.turn_lease_until and chat.turn_lease_until >= timezone.now():
-        return False
-    _close_history(chat_id, "the server running it stopped")
+        return None
+    outcome = "interrupted" if _turn_open(chat_id) else "idle"
+    if outcome == "interrupted":
+        _close_history(chat_id, "the server running it stopped")
     # Events after the last saved seq died with the process, and clients may have seen
     # them: jump past anything they could hold, so new events are never taken for old
     # ones (a client asking ?since= for the lost range is told replay_complete=false).
@@ -371,4 +392,4 @@ def settle_dead_turn(chat_id: uuid.UUID, force: bool) -> bool:
     PendingApproval.objects.filter(chat_id=chat_id, verdict__isnull=True).update(
         verdict="expired", resolved_at=timezone.now())
     Chat.objects.filter(pk=chat_id).update(turn_owner=None, turn_lease_until=None)
-    return True
+    return outcome

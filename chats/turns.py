@@ -386,12 +386,13 @@ class TurnManager:
         try:
             await self.ensure_loaded(chat_id)
             await control.open()
-            setup = first or await db(store.start_next)(key)
+            lease = settings.GATEWAY_TURN_LEASE_SECONDS
+            setup = first or await db(store.start_next)(key, owner, lease)
             while setup is not None:
                 self._taken[chat_id] = (setup.message_id, False)
                 await self._run_one(chat_id, setup, control)
                 self._taken.pop(chat_id, None)
-                setup = await db(store.start_next)(key)
+                setup = await db(store.start_next)(key, owner, lease)
         except Exception as exc:
             await self._turn_failed(chat_id, owner, setup, exc)
             # Not again at once: what failed may fail again (Redis still away, a message
@@ -588,13 +589,16 @@ class TurnManager:
             chat_id = str(key)
             if chat_id in self.tasks:
                 continue
-            if await db(store.settle_dead_turn)(key, force):
+            outcome = await db(store.settle_dead_turn)(key, force)
+            if outcome is None:
+                continue
+            if outcome == "interrupted":
                 recovered += 1
                 await self.publish(chat_id, ev.ERROR, {"code": "interrupted", "message":
                                                        "The server running this turn "
                                                        "stopped; the turn was interrupted "
                                                        "and the chat is usable again."})
-                await self.kick(chat_id)
+            await self.kick(chat_id)
         return recovered
 
 
