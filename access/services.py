@@ -11,7 +11,8 @@ from gateway.errors import GatewayError
 from profiles.models import ModelProfile
 
 
-def _is_admin(user: Any) -> bool:
+def is_admin(user: Any) -> bool:
+    """Staff may use every profile."""
     return bool(getattr(user, "is_staff", False))
 
 
@@ -19,7 +20,7 @@ def allowed_profiles(user: Any) -> list[ModelProfile]:
     """The profiles ``user`` may use, in name order: open ones (no grant at all) and
     those granted to him or to one of his groups; every profile for an admin."""
     rows = ModelProfile.objects.all()
-    if _is_admin(user):
+    if is_admin(user):
         return list(rows)
     granted = ProfileGrant.objects.filter(Q(user=user) | Q(group__user=user))
     return list(rows.filter(Q(grants__isnull=True) | Q(pk__in=granted.values("profile")))
@@ -27,7 +28,7 @@ def allowed_profiles(user: Any) -> list[ModelProfile]:
 
 
 def may_use(user: Any, profile: ModelProfile) -> bool:
-    if _is_admin(user) or not profile.grants.exists():
+    if is_admin(user) or not profile.grants.exists():
         return True
     return profile.grants.filter(Q(user=user) | Q(group__user=user)).exists()
 

@@ -1,7 +1,8 @@
 """The admin-edited configuration every turn reads, cached per process.
 
-Model profiles, the permission policy, the sandbox config and the enabled MCP servers
-change rarely and are read by every turn, so each process keeps one snapshot of them and
+Model profiles, the permission policy, the sandbox config, the enabled MCP servers, and
+which profiles have grants and whether any budget exists (for a turn's admission) change
+rarely and are read by every turn, so each process keeps one snapshot of them and
 reloads it only when the configuration's version changed.
 
 The version is a random token in Django's cache, replaced whenever one of those rows is
@@ -30,12 +31,14 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 
+from access.models import ProfileGrant
 from agents.mcp import ServerConfig
 from agents.providers import ProviderConfig
 from agents.sandbox import SandboxPolicy
 from mcp_servers.models import McpServer
 from permissions.models import PermissionPolicy, SandboxConfig
 from profiles.models import ModelProfile
+from usage.models import Budget
 
 VERSION_KEY = "gateway:config-version"
 
@@ -51,6 +54,11 @@ class ConfigSnapshot:
     overrides: dict[str, str]
     sandbox: SandboxPolicy
     mcp_servers: tuple[ServerConfig, ...]
+    # What a turn's admission must look up, known here so a turn does no query when
+    # nothing applies: profiles with a grant (the others are open to everyone), and
+    # whether any budget exists at all.
+    granted_profiles: frozenset[int] = frozenset()
+    budgets_exist: bool = False
 
     def provider(self, profile_id: int | None) -> ProviderConfig | None:
         """The chat's own profile, else the default one; None when there is neither."""
@@ -123,9 +131,11 @@ def _load(version: str) -> ConfigSnapshot:
     policy = PermissionPolicy.load()
     sandbox = SandboxConfig.load()
     servers = tuple(s.to_config() for s in McpServer.objects.filter(enabled=True))
+    granted = frozenset(ProfileGrant.objects.values_list("profile_id", flat=True))
     return ConfigSnapshot(version=version, profiles=profiles, default_profile_id=default,
                           mode=policy.mode, overrides=dict(policy.tool_overrides),
-                          sandbox=SandboxPolicy(**sandbox.policy()), mcp_servers=servers)
+                          sandbox=SandboxPolicy(**sandbox.policy()), mcp_servers=servers,
+                          granted_profiles=granted, budgets_exist=Budget.objects.exists())
 
 
 def bump(**kwargs: Any) -> None:
@@ -140,4 +150,5 @@ def _new_version() -> None:
         _touch_stamp()
 
 
-CACHED_MODELS = (ModelProfile, PermissionPolicy, SandboxConfig, McpServer)
+CACHED_MODELS = (ModelProfile, PermissionPolicy, SandboxConfig, McpServer, ProfileGrant,
+                 Budget)

@@ -27,7 +27,9 @@ from agents.sandbox import SandboxPolicy
 from chats import config, titles
 from chats.models import Chat, Compaction, Message, PendingApproval
 from profiles.models import ModelProfile
+from gateway.errors import GatewayError
 from gateway.limits import encodable
+from usage import turns as usage_turns
 
 # How workspaces were named before they were named by id; only to find and move them.
 _LEGACY_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,149}$")
@@ -105,7 +107,7 @@ def enqueue_and_start(chat_id: uuid.UUID, content: Any, stream: bool, owner: str
     queued = Message.objects.filter(chat_id=chat_id, status="queued").count()
     setup = None
     if owner is not None and try_acquire(chat_id, owner, lease):
-        setup = start_next(chat_id, owner, lease)
+        setup = start_next(chat_id, owner, lease, just_acquired=True)
     return msg.id, queued, setup
 
 
@@ -179,6 +181,10 @@ class TurnSetup:
     next_position: int
     mcp_servers: tuple[ServerConfig, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    # The admission (model access, budgets), done in the same database call: the turn's
+    # budget charge, or why the turn may not call the model.
+    charge_id: int | None = None
+    refusal: GatewayError | None = None
 
 
 def _next_position(chat_id: uuid.UUID) -> int:
@@ -217,14 +223,15 @@ def sandbox_policy() -> SandboxPolicy:
 
 
 @transaction.atomic
-def start_next(chat_id: uuid.UUID, owner: str, lease: float) -> TurnSetup | None:
+def start_next(chat_id: uuid.UUID, owner: str, lease: float, *,
+               just_acquired: bool = False) -> TurnSetup | None:
     """Take the oldest queued message into the conversation and read the turn's setup;
     None when the queue is empty or the chat's lock is no longer ``owner``'s (its lease
     ran out and another process settled the chat: that one runs the queue now, so two
     turns never run at once). Taking a message renews the lease. Profiles, policy,
     sandbox and MCP servers come from the process's cached configuration
     (``chats.config``), not from their tables."""
-    if not renew_lease(chat_id, owner, lease):
+    if not just_acquired and not renew_lease(chat_id, owner, lease):
         return None
     msg = Message.objects.filter(chat_id=chat_id, status="queued").order_by("id").first()
     if msg is None:
@@ -236,16 +243,27 @@ def start_next(chat_id: uuid.UUID, owner: str, lease: float) -> TurnSetup | None
     snapshot = config.current()
     profile_id = chat.profile_id
     if profile_id is None:  # the default, or the first profile the owner may use
-        default = default_for(chat.owner)
-        profile_id = default.pk if default else None
+        profile_id = snapshot.default_profile_id
+        if profile_id is None or profile_id in snapshot.granted_profiles:
+            default = default_for(chat.owner)
+            profile_id = default.pk if default else None
+    provider = snapshot.provider(profile_id) if profile_id is not None else None
+    charge_id, refusal = None, None
+    if provider is not None:  # model access and budgets, before any upstream call
+        used = profile_id if profile_id in snapshot.profiles else snapshot.default_profile_id
+        try:
+            charge_id = usage_turns.admit_starting(
+                chat.owner, str(chat_id), used, granted=used in snapshot.granted_profiles,
+                budgets=snapshot.budgets_exist)
+        except GatewayError as exc:
+            refusal = exc
     return TurnSetup(
         message_id=msg.id, stream=msg.stream, owner_id=chat.owner_id,
-        workspace=workspace_for(chat.owner),
-        provider=snapshot.provider(profile_id) if profile_id is not None else None,
+        workspace=workspace_for(chat.owner), provider=provider,
         history=history_for_model(chat_id), mode=snapshot.mode,
         overrides=dict(snapshot.overrides), allowed_tools=set(chat.allowed_tools),
         sandbox=snapshot.sandbox, next_position=msg.position + 1,
-        mcp_servers=snapshot.mcp_servers,
+        mcp_servers=snapshot.mcp_servers, charge_id=charge_id, refusal=refusal,
     )
 
 

@@ -32,7 +32,6 @@ from chats import compaction, history, store, system_prompt
 from chats.hub import control_group, make_hub
 from files import services as files_services
 from mcp_servers import runtime as mcp_runtime
-from gateway.errors import GatewayError
 from gateway.infra import db, is_infrastructure_error
 from permissions.resolver import level_for
 from usage import turns as usage_turns
@@ -497,13 +496,12 @@ class TurnManager:
             await emit(ev.TURN_COMPLETE, {"stop_reason": "error", "model": None,
                                           "usage": {"input_tokens": 0, "output_tokens": 0}})
             return
-        try:  # model access and budgets, before any upstream call
-            charge = await usage_turns.admit(setup.owner_id, chat_id, setup.provider.name)
-        except GatewayError as exc:
-            await emit(ev.ERROR, usage_turns.error_data(exc))
+        if setup.refusal is not None:  # model access or a budget (``store.start_next``)
+            await emit(ev.ERROR, usage_turns.error_data(setup.refusal))
             await emit(ev.TURN_COMPLETE, {"stop_reason": "error", "model": None,
                                           "usage": {"input_tokens": 0, "output_tokens": 0}})
             return
+        charge = setup.charge_id
         # MCP servers connected, config changes applied (the setup read the config).
         await mcp_runtime.ensure_started(list(setup.mcp_servers))
         prompt = await system_prompt.system_prompt_for(chat_id, setup)

@@ -161,7 +161,11 @@ class BudgetExceeded(GatewayError):
 def admit_turn(user_id: int, chat_id: str | None) -> int | None:
     """Admit a turn of ``user_id`` or raise ``BudgetExceeded``; returns the id of the
     turn's charge (None when no budget applies). Close it with ``close_turn``."""
-    user = get_user_model().objects.get(pk=user_id)
+    return admit_user_turn(get_user_model().objects.get(pk=user_id), chat_id)
+
+
+def admit_user_turn(user: Any, chat_id: str | None) -> int | None:
+    """``admit_turn`` for a user already read."""
     with transaction.atomic():
         budgets = list(budgets_of(user).select_for_update().order_by("id"))
         if not budgets:

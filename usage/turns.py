@@ -1,7 +1,7 @@
-"""What the turn runner (``chats.turns``), a manual compaction and a chat's title call:
-admit a turn before any upstream call (model access, then budgets), record each model
-call (a turn's own, the summary of a compaction, a chat's title), close the turn's
-charge."""
+"""What a turn (admitted in ``chats.store.start_next``), a manual compaction and a chat's
+title call need: admit a turn before any upstream call (model access, then budgets),
+record each model call (a turn's own, the summary of a compaction, a chat's title),
+close the turn's charge."""
 
 from __future__ import annotations
 
@@ -28,10 +28,17 @@ def admit_now(user_id: int, chat_id: str, profile_name: str) -> int | None:
     return services.admit_turn(user_id, chat_id)
 
 
-async def admit(user_id: int, chat_id: str, profile_name: str) -> int | None:
-    """The turn's charge id (None without budget), or GatewayError
-    (``profile_not_allowed``, ``budget_exceeded``)."""
-    return await db(admit_now)(user_id, chat_id, profile_name)
+def admit_starting(user: Any, chat_id: str, profile_id: int, *, granted: bool,
+                   budgets: bool) -> int | None:
+    """``admit_now`` inside the database call that starts a turn, told by the process's
+    cached configuration what can apply: ``granted`` when the profile has grants (else
+    it is open to everyone), ``budgets`` when any budget exists. The common case (an
+    open profile, no budget) does no query."""
+    if granted and not access.is_admin(user):
+        profile = ModelProfile.objects.filter(pk=profile_id).first()
+        if profile is not None:
+            access.check_use(user, profile)
+    return services.admit_user_turn(user, chat_id) if budgets else None
 
 
 def error_data(exc: GatewayError) -> dict[str, Any]:

@@ -15,8 +15,8 @@ from chats.models import Chat, Message
 pytestmark = pytest.mark.django_db
 
 
-def new_chat(owner: Any) -> Chat:
-    return Chat.objects.create(owner=owner)
+def new_chat(owner: Any, **fields: Any) -> Chat:
+    return Chat.objects.create(owner=owner, **fields)
 
 
 def _expire(chat: Chat) -> None:
@@ -72,3 +72,60 @@ def test_a_holder_dead_inside_a_turn_gets_its_turn_closed(alice: Any) -> None:
     assert store.settle_dead_turn(chat.pk, force=False) == "interrupted"
     last = Message.objects.filter(chat=chat).order_by("-position").first()
     assert last.role == "assistant" and last.status == "interrupted"
+
+
+# --- the admission, done in the same database call -----------------------------------
+
+def _start(chat: Chat) -> store.TurnSetup:
+    Message.objects.create(chat=chat, role="user", content="go", status="queued")
+    owner = f"p:{chat.pk.hex[:6]}"
+    Chat.objects.filter(pk=chat.pk).update(turn_owner=None)
+    assert store.try_acquire(chat.pk, owner, 30)
+    setup = store.start_next(chat.pk, owner, 30)
+    assert setup is not None
+    return setup
+
+
+def test_an_open_profile_without_budgets_is_admitted_without_queries_for_them(
+        alice: Any, profile: Any, django_assert_num_queries: Any) -> None:
+    chat = new_chat(alice.user)
+    _start(chat)  # creates the policy rows, which changes the configuration's version
+    _start(chat)  # the configuration is cached from here on
+    Message.objects.create(chat=chat, role="user", content="again", status="queued")
+    Chat.objects.filter(pk=chat.pk).update(turn_owner="p:1")
+    # The transaction's savepoint and its release; the lease, the message, the chat, the
+    # position, the message's save, the compaction and the history: none for admission.
+    with django_assert_num_queries(9):
+        setup = store.start_next(chat.pk, "p:1", 30)
+    assert setup.refusal is None and setup.charge_id is None
+
+
+def test_a_grant_made_after_the_configuration_was_cached_refuses_the_next_turn(
+        alice: Any, bob: Any, profile: Any) -> None:
+    from access.models import ProfileGrant
+
+    chat = new_chat(alice.user, profile=profile)  # the chat's own profile, not a fallback
+    assert _start(chat).refusal is None
+    ProfileGrant.objects.create(profile=profile, user=bob.user)  # now only bob's
+    refused = _start(chat).refusal
+    assert refused is not None and refused.code == "profile_not_allowed"
+    ProfileGrant.objects.create(profile=profile, user=alice.user)
+    assert _start(chat).refusal is None
+
+
+def test_a_budget_made_after_the_configuration_was_cached_is_charged_and_enforced(
+        alice: Any, profile: Any) -> None:
+    from usage import services
+    from usage.models import Budget
+
+    chat = new_chat(alice.user)
+    assert _start(chat).charge_id is None
+    Budget.objects.create(user=alice.user, period="day", limit_tokens=100)
+    first = _start(chat)
+    assert first.refusal is None and first.charge_id is not None
+    services.record_call(user_id=alice.user.pk, chat_id=str(chat.pk), profile_name="fake",
+                         model="fake-model", input_tokens=90, output_tokens=20,
+                         duration_ms=5, charge_id=first.charge_id)
+    services.close_turn(first.charge_id)
+    refused = _start(chat).refusal
+    assert refused is not None and refused.code == "budget_exceeded"
