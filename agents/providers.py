@@ -188,12 +188,15 @@ async def _stream(client: openai.AsyncOpenAI, kwargs: dict[str, Any], reply: Mod
     async def read() -> None:
         async with client.chat.completions.with_streaming_response.create(
                 stream=True, stream_options={"include_usage": True}, **kwargs) as response:
+            chunks = response.iter_bytes().__aiter__()
             pending = b""
-            async for data in response.iter_bytes():
+            async for data in chunks:
                 pending += data
                 *events, pending = _SSE_EVENT_END.split(pending)
                 for event in events:
                     if _take_event(event, reply, relay.texts, calls):
+                        relay.wake()
+                        await _drain(chunks)
                         return
                     if relay.texts:
                         await relay.parsed()
@@ -219,6 +222,24 @@ async def _stream(client: openai.AsyncOpenAI, kwargs: dict[str, Any], reply: Mod
     for index, call in enumerate(reply.tool_calls):
         if not call.id:
             call.id = f"call_{index}"
+
+
+# How long the end of a streamed body may take to come after ``[DONE]``.
+DRAIN_SECONDS = 1.0
+
+
+async def _drain(chunks: Any) -> None:
+    """Read a stream's body to its end after ``[DONE]``: only a response read to the end
+    gives its connection back to the client's pool. Left unread, the connection is
+    closed, and the next call pays a new TCP connection (and a TLS handshake, with a
+    remote provider). The end normally comes with ``[DONE]``; a server that keeps the
+    body open longer loses its connection instead."""
+    async def rest() -> None:
+        async for _ in chunks:
+            pass
+
+    with contextlib.suppress(Exception, asyncio.TimeoutError):
+        await asyncio.wait_for(rest(), DRAIN_SECONDS)
 
 
 class DeltaRelay:

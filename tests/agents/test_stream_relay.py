@@ -7,6 +7,7 @@ alone with a clock the test drives (so the time bound is checked without timing)
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 
 import pytest
@@ -161,3 +162,78 @@ async def test_a_reader_error_comes_after_the_text_parsed_before_it() -> None:
     with pytest.raises(UpstreamError):
         await relay.run(reader())
     assert "".join(got) == "abc" and got[0] == "a"
+
+
+# --- the connection goes back to the pool -------------------------------------------
+
+class CountingUpstream:
+    """A bare HTTP/1.1 server streaming one short answer per request over keep-alive
+    connections; counts the connections it accepted. With ``hold``, the body stays
+    open after ``[DONE]`` (its last chunk never comes)."""
+
+    def __init__(self, hold: bool = False) -> None:
+        self.hold = hold
+        self.connections = 0
+        self.server: asyncio.base_events.Server | None = None
+
+    async def __aenter__(self) -> "CountingUpstream":
+        self.server = await asyncio.start_server(self.serve, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/v1"
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length:"))
+                await reader.readexactly(length)
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                             b"transfer-encoding: chunked\r\n\r\n")
+                chunk = {"choices": [{"index": 0, "delta": {"content": "hello"},
+                                      "finish_reason": "stop"}]}
+                for event in (f"data: {json.dumps(chunk)}\n\n", "data: [DONE]\n\n"):
+                    data = event.encode()
+                    writer.write(b"%x\r\n%s\r\n" % (len(data), data))
+                if self.hold:
+                    await writer.drain()
+                    await asyncio.sleep(3600)
+                writer.write(b"0\r\n\r\n")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            writer.close()
+
+
+async def call(base_url: str) -> str:
+    async def ignore(text: str) -> None:
+        pass
+
+    reply = await call_model(ProviderConfig(name="c", provider="openai", model="m",
+                                            base_url=base_url),
+                             [{"role": "user", "content": "hi"}], [], stream=True,
+                             on_delta=ignore, timeout=30, retries=0)
+    return reply.text
+
+
+async def test_consecutive_streamed_calls_reuse_one_connection() -> None:
+    """The body is read to its end after ``[DONE]``: left unread, the client closed the
+    connection and every turn paid a new one (a TLS handshake with a remote provider)."""
+    async with CountingUpstream() as upstream:
+        assert [await call(upstream.url) for _ in range(3)] == ["hello"] * 3
+        assert upstream.connections == 1
+
+
+async def test_a_body_held_open_after_done_does_not_hold_the_call() -> None:
+    async with CountingUpstream(hold=True) as upstream:
+        assert await asyncio.wait_for(call(upstream.url), 10) == "hello"
+        assert await asyncio.wait_for(call(upstream.url), 10) == "hello"
+        assert upstream.connections == 2  # that connection could not be reused
