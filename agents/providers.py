@@ -123,6 +123,22 @@ def _describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def request_body(messages: list[dict[str, Any]], tools: list[dict[str, Any]]
+                 ) -> dict[str, Any]:
+    """The conversation and the tools as arguments of ``completions.create``.
+
+    They go in ``extra_body``, which the client merges into the JSON body as it is (its
+    documented way to send fields; a key there wins over the same argument). Passed as
+    ``messages=``/``tools=``, the client walks every message and tool against its
+    TypedDicts first, on the event loop: 1 ms for a short chat, 32 ms for one of 200
+    messages, at every model call. Ours are plain JSON already, so that walk changes
+    nothing in them. ``messages`` stays as an empty argument: the client requires it."""
+    extra: dict[str, Any] = {"messages": messages}
+    if tools:
+        extra["tools"] = tools
+    return {"messages": [], "extra_body": extra}
+
+
 # How long streamed text may wait to be joined with more before it is sent (seconds).
 DEFAULT_MAX_WAIT = 0.005
 
@@ -136,9 +152,7 @@ async def call_model(config: ProviderConfig, messages: list[dict[str, Any]],
     at once, then joined while the previous delta is being sent, no piece held longer
     than ``max_wait`` seconds; tool calls are assembled from their streamed pieces."""
     client = client_for(config, timeout=timeout, retries=retries)
-    kwargs: dict[str, Any] = {"model": config.model, "messages": messages}
-    if tools:
-        kwargs["tools"] = tools
+    kwargs: dict[str, Any] = {"model": config.model, **request_body(messages, tools)}
     if config.max_output_tokens:
         kwargs["max_tokens"] = config.max_output_tokens
     reply = ModelReply(model=config.model)

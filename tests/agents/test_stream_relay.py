@@ -237,3 +237,32 @@ async def test_a_body_held_open_after_done_does_not_hold_the_call() -> None:
         assert await asyncio.wait_for(call(upstream.url), 10) == "hello"
         assert await asyncio.wait_for(call(upstream.url), 10) == "hello"
         assert upstream.connections == 2  # that connection could not be reused
+
+
+async def test_the_body_carries_the_messages_and_tools_exactly_as_given(
+        upstream: FakeUpstream) -> None:
+    """They reach the upstream through ``extra_body`` (the client's own walk of them is
+    skipped): nothing added, dropped or renamed, and ``messages`` is not left empty."""
+    messages = [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": [{"type": "text", "text": "what is this?"},
+                                     {"type": "image_url",
+                                      "image_url": {"url": "data:image/png;base64,AAAA"}}]},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function",
+             "function": {"name": "bash", "arguments": "{\"command\": \"ls\"}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "a.txt"},
+    ]
+    tools = [{"type": "function", "function": {
+        "name": "bash", "description": "run", "parameters": {
+            "type": "object", "properties": {"command": {"type": "string"}}}}}]
+    upstream.enqueue(Text("ok"))
+
+    async def ignore(text: str) -> None:
+        pass
+
+    await call_model(config(upstream), messages, tools, stream=True, on_delta=ignore,
+                     timeout=10, retries=0)
+    body = upstream.requests[-1]
+    assert body["messages"] == messages and body["tools"] == tools
+    assert body["model"] == "fake-model" and body["stream"] is True
