@@ -98,7 +98,7 @@ def enqueue_and_start(chat_id: uuid.UUID, content: Any, stream: bool, owner: str
     # The chat's row first (last activity; an untitled chat is titled from its first
     # message at once): its row lock orders this against ``release``. A turn that ends
     # meanwhile either waits for this commit, and its last look for queued messages
-    # (``has_queued`` after the release) sees the message, or has released already, and
+    # (``release`` looks at the queue) sees the message, or has released already, and
     # ``try_acquire`` below finds the chat free. Never a message left waiting.
     Chat.objects.filter(pk=chat_id).update(updated_at=timezone.now(),
                                            **titles.untitled_set(content))
@@ -144,9 +144,14 @@ def renew(chat_id: uuid.UUID, owner: str, lease: float, last_seq: int) -> bool:
                 .update(turn_lease_until=until, last_seq=last_seq))
 
 
-def release(chat_id: uuid.UUID, owner: str, last_seq: int) -> None:
+@transaction.atomic
+def release(chat_id: uuid.UUID, owner: str, last_seq: int) -> bool:
+    """Give the chat's lock back; True when messages wait in its queue (stored after the
+    holder's last look: ``enqueue_and_start`` locks the chat's row first, so it either
+    committed before this, and is seen here, or comes after and finds the chat free)."""
     Chat.objects.filter(pk=chat_id, turn_owner=owner).update(
         turn_owner=None, turn_lease_until=None, last_seq=last_seq)
+    return has_queued(chat_id)
 
 
 def save_last_seq(chat_id: uuid.UUID, last_seq: int) -> None:

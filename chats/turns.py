@@ -276,6 +276,9 @@ class TurnManager:
         # Chats whose turn took its message and has not ended: message id, and whether
         # turn_started went out (a failure must still end that turn for the clients).
         self._taken: dict[str, tuple[int, bool]] = {}
+        # Chats whose drain here may have looked at the queue before a message of this
+        # process was stored (see ``submit``).
+        self._arrived: set[str] = set()
         self._sweeper: asyncio.Task[None] | None = None
         # Model-written titles and announcements of turns' ends (chats.history).
         self.background: set[asyncio.Task[Any]] = set()
@@ -340,14 +343,22 @@ class TurnManager:
         owner = None if chat_id in self.tasks else self._new_owner()
         message_id, queued, setup = await db(store.enqueue_and_start)(
             uuid.UUID(chat_id), content, stream, owner, settings.GATEWAY_TURN_LEASE_SECONDS)
+        start_here = False
+        if setup is None and owner is None:
+            # A drain of this process had the chat. If it is past its last look at the
+            # queue, it sees this mark when its release returns; if it has ended, the
+            # queue is started here (``kick`` does nothing when another process holds
+            # the chat). Both run on this loop, so one of the two always happens.
+            if chat_id in self.tasks:
+                self._arrived.add(chat_id)
+            else:
+                start_here = True
         # Announced before the turn's task exists, so it always precedes turn_started.
         # (The database lock, not self.tasks, is what keeps a second turn from starting.)
         await self.publish(chat_id, ev.QUEUED, {"message_id": message_id, "position": queued})
         if setup is not None:
             self.tasks[chat_id] = asyncio.create_task(self._drain(chat_id, owner, setup))
-        elif owner is None and chat_id not in self.tasks:
-            # This process's turn ended while the message was stored: make sure its queue
-            # runs (``kick`` does nothing when another drain holds the chat).
+        elif start_here:
             await self.kick(chat_id)
         return message_id
 
@@ -382,31 +393,36 @@ class TurnManager:
         setup = first
         if first is not None:  # enqueue_and_start already took its message
             self._taken[chat_id] = (first.message_id, False)
+        failed = False
         try:
             await self.ensure_loaded(chat_id)
             await control.open()
             lease = settings.GATEWAY_TURN_LEASE_SECONDS
+            self._arrived.discard(chat_id)  # the next look at the queue sees those
             setup = first or await db(store.start_next)(key, owner, lease)
             while setup is not None:
                 self._taken[chat_id] = (setup.message_id, False)
                 await self._run_one(chat_id, setup, control)
                 self._taken.pop(chat_id, None)
+                self._arrived.discard(chat_id)
                 setup = await db(store.start_next)(key, owner, lease)
         except Exception as exc:
+            failed = True
             await self._turn_failed(chat_id, owner, setup, exc)
-            # Not again at once: what failed may fail again (Redis still away, a message
-            # that cannot start). The sweeper runs waiting queues every lease/2 seconds.
-            return
         finally:
             heartbeat.cancel()
             try:
                 await control.close()
             finally:  # whatever happened there, the chat's lock goes
-                await self._release(key, owner)
+                queued = await self._release(key, owner)
                 self.tasks.pop(chat_id, None)
-        # A message queued after the last look but before the release must still run.
-        with contextlib.suppress(Exception):
-            if await db(store.has_queued)(key):
+                arrived = chat_id in self._arrived
+                self._arrived.discard(chat_id)
+        # A message queued after the last look but before the release must still run;
+        # after a failure not at once (what failed may fail again: Redis still away, a
+        # message that cannot start): the sweeper runs waiting queues every lease/2 s.
+        if not failed and (queued or arrived):
+            with contextlib.suppress(Exception):
                 await self.kick(chat_id)
 
     async def _turn_failed(self, chat_id: str, owner: str, setup: store.TurnSetup | None,
@@ -441,18 +457,19 @@ class TurnManager:
         except Exception as tell:  # noqa: BLE001 - Redis is still away: sockets reconnect
             logger.warning("could not tell chat %s that its turn failed: %r", chat_id, tell)
 
-    async def _release(self, key: uuid.UUID, owner: str) -> None:
-        """Give the chat's lock back (with how far seq got); on a database failure the
-        lease runs out and the sweeper does it."""
+    async def _release(self, key: uuid.UUID, owner: str) -> bool:
+        """Give the chat's lock back (with how far seq got); True when messages wait in
+        its queue. On a database failure the lease runs out and the sweeper does it."""
         chat_id = str(key)
         self._taken.pop(chat_id, None)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.hub.flush(chat_id), settings.GATEWAY_REDIS_RETRY_SECONDS
                                    + 1)
         try:
-            await _retrying(db(store.release), key, owner, self.hub.known_seq(chat_id))
+            return await _retrying(db(store.release), key, owner, self.hub.known_seq(chat_id))
         except Exception as exc:  # noqa: BLE001
             logger.warning("could not release the turn lock of chat %s: %r", chat_id, exc)
+            return False
 
     async def _heartbeat(self, key: uuid.UUID, owner: str) -> None:
         lease = settings.GATEWAY_TURN_LEASE_SECONDS

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from channels.db import database_sync_to_async
 
@@ -240,3 +242,61 @@ async def test_chunks_that_arrive_together_are_sent_as_fewer_deltas(alice, profi
     assert text_of(events) == words
     assert 1 <= len(deltas) < 2000  # coalesced per network read, nothing lost
     await comm.disconnect()
+
+
+async def test_a_message_sent_as_a_turn_ends_always_gets_its_turn(alice, profile, upstream):
+    """Each next message is sent when the previous turn's text or its end arrives, after
+    a pause of 0 to 4 ms, so it is stored while that turn ends: before, between or after
+    the drain's last look at the queue and its release. Every one must run, none twice."""
+    rounds = 24
+    for i in range(rounds):
+        upstream.enqueue(Text(f"reply {i}", chunks=[f"reply {i}"]))
+    chat = await new_chat(alice.user)
+    comm, _ = await connect(chat.id, alice.token)
+    await send(comm, {"type": "user_message", "content": "m0"})
+    sent = 1
+    completes = 0
+    trigger = [ev.TEXT_DELTA, ev.TURN_COMPLETE]
+    while completes < rounds:
+        event = await comm.receive_json_from(timeout=10)
+        completes += event["type"] == ev.TURN_COMPLETE
+        if sent < rounds and event["type"] == trigger[sent % 2]:
+            await asyncio.sleep((sent % 5) / 1000)
+            await send(comm, {"type": "user_message", "content": f"m{sent}"})
+            sent += 1
+    await wait_idle(chat.id)
+    rows = await history(chat)
+    assert [m.role for m in rows] == ["user", "assistant"] * rounds
+    assert [m.content for m in rows if m.role == "user"] == [f"m{i}" for i in range(rounds)]
+    assert all(m.status == "done" for m in rows)
+
+
+async def test_a_message_stored_after_the_drains_last_look_is_run_by_that_drain(
+        alice, profile, upstream, monkeypatch):
+    """The window that PostgreSQL's parallel database threads open: the drain's release
+    looked at the queue before the message was committed, yet the message was stored as
+    queued behind that drain (no lock taken). The drain must still start it."""
+    from chats import turns
+
+    upstream.enqueue(Text("first"), Text("second"))
+    release_called = asyncio.Event()
+    let_release = asyncio.Event()
+    real_release = turns.TurnManager._release
+
+    async def slow_release(self, key, owner):
+        release_called.set()
+        await let_release.wait()
+        await real_release(self, key, owner)
+        return False  # as if it had looked before the message was committed
+
+    monkeypatch.setattr(turns.TurnManager, "_release", slow_release)
+    chat = await new_chat(alice.user)
+    comm, _ = await connect(chat.id, alice.token)
+    await send(comm, {"type": "user_message", "content": "one"})
+    await receive_until(comm, ev.TURN_COMPLETE)
+    await asyncio.wait_for(release_called.wait(), 5)
+    await send(comm, {"type": "user_message", "content": "two"})
+    await receive_until(comm, ev.QUEUED)
+    let_release.set()
+    events = await receive_until(comm, ev.TURN_COMPLETE, timeout=5)
+    assert text_of(events) == "second"

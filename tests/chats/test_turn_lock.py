@@ -129,3 +129,14 @@ def test_a_budget_made_after_the_configuration_was_cached_is_charged_and_enforce
     services.close_turn(first.charge_id)
     refused = _start(chat).refusal
     assert refused is not None and refused.code == "budget_exceeded"
+
+
+def test_the_release_tells_whether_messages_wait(alice: Any) -> None:
+    chat = new_chat(alice.user)
+    assert store.try_acquire(chat.pk, "a:1", 30)
+    assert store.release(chat.pk, "a:1", 7) is False
+    assert store.try_acquire(chat.pk, "a:2", 30)
+    Message.objects.create(chat=chat, role="user", content="late", status="queued")
+    assert store.release(chat.pk, "a:2", 9) is True
+    chat.refresh_from_db()
+    assert chat.turn_owner is None and chat.last_seq == 9
