@@ -28,7 +28,7 @@ from chats.hub import encode, group_name
 from chats.turns import get_manager
 from files.attachments import with_attachments
 from gateway import revocation
-from gateway.auth import CLOSE_UNAUTHORIZED, lookup_token, socket_token
+from gateway.auth import CLOSE_UNAUTHORIZED, Unauthorized, lookup_token, socket_token
 from gateway.errors import GatewayError
 from gateway.infra import db
 
@@ -186,12 +186,25 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None
                       ) -> None:
-        if not await self.still_authorized():
-            await self.close(code=CLOSE_UNAUTHORIZED)
-            return
+        """Every frame is acted on only if the socket's token is still valid: checked in
+        the database call that stores a plain message (the path to the first delta),
+        before anything else for every other frame."""
         try:
-            frame = frames.parse(text_data, settings.GATEWAY_MAX_FRAME_BYTES)
+            try:
+                frame = frames.parse(text_data, settings.GATEWAY_MAX_FRAME_BYTES)
+            except GatewayError:
+                if not await self.still_authorized():
+                    raise Unauthorized from None
+                raise
+            if isinstance(frame, frames.UserMessage) and not frame.attachments:
+                await self.manager.submit(self.chat_id, frame.content, frame.stream,
+                                          token=self.token)
+                return
+            if not await self.still_authorized():
+                raise Unauthorized
             await self.dispatch_frame(frame)
+        except Unauthorized:
+            await self.close(code=CLOSE_UNAUTHORIZED)
         except GatewayError as exc:
             await self.send_error(exc.code, exc.message)
 

@@ -27,6 +27,7 @@ from agents.sandbox import SandboxPolicy
 from chats import config, titles
 from chats.models import Chat, Compaction, Message, PendingApproval
 from profiles.models import ModelProfile
+from gateway.auth import Unauthorized, lookup_token
 from gateway.errors import GatewayError
 from gateway.limits import encodable
 from usage import turns as usage_turns
@@ -109,6 +110,16 @@ def enqueue_and_start(chat_id: uuid.UUID, content: Any, stream: bool, owner: str
     if owner is not None and try_acquire(chat_id, owner, lease):
         setup = start_next(chat_id, owner, lease, just_acquired=True)
     return msg.id, queued, setup
+
+
+def enqueue_checked(token: str, chat_id: uuid.UUID, content: Any, stream: bool,
+                    owner: str | None, lease: float) -> tuple[int, int, "TurnSetup | None"]:
+    """``enqueue_and_start`` for a socket's frame, its token checked first in the same
+    database call (outside the transaction: knox deletes an expired token, which must
+    stay deleted). Raises ``Unauthorized``, storing nothing, when it is no longer valid."""
+    if lookup_token(token) is None:
+        raise Unauthorized
+    return enqueue_and_start(chat_id, content, stream, owner, lease)
 
 
 def has_queued(chat_id: uuid.UUID) -> bool:

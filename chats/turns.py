@@ -333,16 +333,21 @@ class TurnManager:
         return await self.hub.publish(chat_id, event_type, data)
 
     # -- entry points ------------------------------------------------------------------
-    async def submit(self, chat_id: str, content: Any, stream: bool) -> int:
+    async def submit(self, chat_id: str, content: Any, stream: bool,
+                     token: str | None = None) -> int:
         """Queue a user message and make sure a turn will run it.
 
-        Storing the message, taking the chat's lock and reading the first turn's setup
+        Checking the socket's ``token`` (``Unauthorized`` when it is no longer valid),
+        storing the message, taking the chat's lock and reading the first turn's setup
         are one database call when the chat is idle: each call is a thread hop, and this
         is the path to the first delta."""
         self.ensure_sweeper()
         owner = None if chat_id in self.tasks else self._new_owner()
-        message_id, queued, setup = await db(store.enqueue_and_start)(
-            uuid.UUID(chat_id), content, stream, owner, settings.GATEWAY_TURN_LEASE_SECONDS)
+        args = (uuid.UUID(chat_id), content, stream, owner,
+                settings.GATEWAY_TURN_LEASE_SECONDS)
+        message_id, queued, setup = await (
+            db(store.enqueue_and_start)(*args) if token is None
+            else db(store.enqueue_checked)(token, *args))
         start_here = False
         if setup is None and owner is None:
             # A drain of this process had the chat. If it is past its last look at the

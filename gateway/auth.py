@@ -40,6 +40,10 @@ class _KnoxCheck(TokenAuthentication):
 _knox = _KnoxCheck()
 
 
+class Unauthorized(Exception):
+    """The token presented is no longer valid (a socket's frame: close with 4001)."""
+
+
 def lookup_token(token: bytes | str) -> tuple[AbstractBaseUser, ApiToken] | None:
     """The one check of a presented token, for REST and sockets alike: its active user
     and live row, or None (wrong, revoked, expired, or its user inactive).
