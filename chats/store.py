@@ -105,11 +105,12 @@ def enqueue_and_start(chat_id: uuid.UUID, content: Any, stream: bool, owner: str
                                            **titles.untitled_set(content))
     msg = Message.objects.create(chat_id=chat_id, role="user", content=content,
                                  status="queued", stream=stream)
-    queued = Message.objects.filter(chat_id=chat_id, status="queued").count()
     setup = None
     if owner is not None and try_acquire(chat_id, owner, lease):
         setup = start_next(chat_id, owner, lease, just_acquired=True)
-    return msg.id, queued, setup
+    if setup is not None and setup.message_id == msg.id:
+        return msg.id, 1, setup  # it was the oldest waiting, and it runs now
+    return msg.id, Message.objects.filter(chat_id=chat_id, status="queued").count(), setup
 
 
 def enqueue_checked(token: str, chat_id: uuid.UUID, content: Any, stream: bool,

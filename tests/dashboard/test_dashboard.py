@@ -450,6 +450,9 @@ def test_queued_messages_cancel_and_errors_show_in_place(pages, server, fake):
     fake.enqueue(slow)
     send(page, "long answer please")
     assert slow.paused.wait(5)
+    # The page has shown the turn start (its events are handled in order, some after a
+    # fetch): until then the message's "sending" bubble is still in the queue too.
+    expect(page.locator("#transcript .msg.assistant.live")).to_contain_text("This will")
     send(page, "and then this")
     queued = page.locator("#queued .msg.queued")
     expect(queued.locator(".bubble")).to_have_text("and then this")
