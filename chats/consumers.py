@@ -58,6 +58,19 @@ GROUP_REFRESH = 3600.0
 GAP_WAIT = 0.2
 
 
+def _open(scope: dict[str, Any], token: str, chat_id: str
+          ) -> tuple[Any | None, int, Any | None]:
+    """A socket's token row, its close code when refused, and its chat (None: not the
+    user's or no such chat), in one database call."""
+    token_row, refusal = socket_token(scope, token)
+    if token_row is None:
+        return None, refusal, None
+    try:
+        return token_row, 0, get_chat_for(token_row.user, chat_id)
+    except GatewayError:
+        return token_row, 0, None
+
+
 class ChatConsumer(AsyncWebsocketConsumer):
     chat_id: str = ""
     last_sent: int = 0
@@ -77,17 +90,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         query = _query(self.scope)
         self.token = _token_from(self.scope, query)
-        token_row, refusal = await db(socket_token)(self.scope, self.token)
+        token_row, refusal, chat = await db(_open)(
+            self.scope, self.token, self.scope["url_route"]["kwargs"]["chat_id"])
         if token_row is None:  # 4001 wrong or missing token, 4029 too many failures
             await self.accept()
             await self.close(code=refusal)
             return
         user = token_row.user
         await self.watch_revocation(token_row)
-        try:
-            chat = await db(get_chat_for)(
-                user, self.scope["url_route"]["kwargs"]["chat_id"])
-        except GatewayError:
+        if chat is None:
             await self.accept()
             await self.close(code=CLOSE_NOT_FOUND)
             return
@@ -105,8 +116,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def send_snapshot(self, since: int | None) -> None:
         """``agent.state``, then the retained events after ``since``; events published
         meanwhile wait in ``pending`` and follow, each once, in order."""
-        await self.manager.ensure_loaded(self.chat_id)
-        state = await db(store.snapshot)(uuid.UUID(self.chat_id))
+        state, last_seq = await db(store.socket_state)(uuid.UUID(self.chat_id))
+        if not self.manager.hub.is_loaded(self.chat_id):
+            await self.manager.hub.load(self.chat_id, last_seq)
         self.buffering = True
         replay = await self.manager.hub.replay(self.chat_id, since)
         if self.local:  # in the same step as the replay: no event falls between them

@@ -337,14 +337,21 @@ def pending_approvals(chat_id: uuid.UUID) -> list[dict[str, Any]]:
 
 def snapshot(chat_id: uuid.UUID) -> dict[str, Any]:
     """The parts of ``agent.state`` the database knows."""
-    chat = Chat.objects.filter(pk=chat_id).values("turn_owner", "turn_lease_until").first()
+    return socket_state(chat_id)[0]
+
+
+def socket_state(chat_id: uuid.UUID) -> tuple[dict[str, Any], int]:
+    """``snapshot``, and the last seq saved for the chat (where a process that has not
+    seen it yet starts numbering its events)."""
+    chat = Chat.objects.filter(pk=chat_id).values(
+        "turn_owner", "turn_lease_until", "last_seq").first()
     running = bool(chat and chat["turn_owner"] and chat["turn_lease_until"]
                    and chat["turn_lease_until"] >= timezone.now())
     return {
         "running": running,
         "queued": Message.objects.filter(chat_id=chat_id, status="queued").count(),
         "pending_tool_calls": pending_approvals(chat_id) if running else [],
-    }
+    }, (chat["last_seq"] if chat else 0) or 0
 
 
 # --- recovery -----------------------------------------------------------------------
