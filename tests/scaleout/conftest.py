@@ -150,3 +150,20 @@ def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
         yield server
     finally:
         server.stop()
+
+
+def wait_released(server: ServeProcess, chat_id: str, timeout: float = 10) -> dict:
+    """The chat's detail once its turn lock is released: that comes just after the
+    turn's ``agent.turn_complete`` (the drain's flush and release), so a read right after
+    the event may still see ``running``. The release must be the turn's own, not the
+    sweeper's repair after the lease ran out: the log may not say it failed."""
+    deadline = time.monotonic() + timeout
+    with server.client() as http:
+        while True:
+            detail = http.get(f"/api/chats/{chat_id}").json()
+            if not detail["running"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    assert "could not release the turn lock" not in server.log()
+    return detail
+

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from tests.fake_upstream import Text
-from tests.scaleout.conftest import POSTGRES, OwnRedis, start_cluster
+from tests.scaleout.conftest import POSTGRES, OwnRedis, start_cluster, wait_released
 from tests.scaleout.test_two_processes import WORDS, new_chat, open_socket, read_until
 
 pytestmark = pytest.mark.timeout(300)
@@ -31,11 +31,6 @@ def valid_history(messages: list[dict]) -> bool:
     last = messages[-1] if messages else None
     return all(c in answered for c in calls) and last is not None and \
         last["role"] == "assistant" and not last.get("tool_calls")
-
-
-def history(server, chat_id: str) -> dict:
-    with server.client() as http:
-        return http.get(f"/api/chats/{chat_id}").json()
 
 
 def errors_in(log: str) -> list[str]:
@@ -82,7 +77,7 @@ def test_a_redis_restart_mid_turn_is_survived_and_the_chat_stays_usable(
         for seen in (seen_a, seen_b):
             assert strictly_rising(seen)
             assert seen[-1]["type"] == "agent.turn_complete"
-        detail = history(a, chat_id)
+        detail = wait_released(a, chat_id)
         assert detail["running"] is False and detail["queued"] == []
         assert valid_history(detail["messages"])
         # Recovered, not just ended: the whole answer is in the history.
@@ -133,7 +128,7 @@ def test_killed_postgresql_connections_mid_turn_are_replaced(
         assert strictly_rising(seen)
         assert [e for e in seen if e["type"] == "agent.error"] == []
         assert text_of(seen) == WORDS
-        detail = history(b, chat_id)
+        detail = wait_released(a, chat_id)
         assert [(m["role"], m["status"]) for m in detail["messages"]] == \
             [("user", "done"), ("assistant", "done")]
         assert detail["running"] is False
