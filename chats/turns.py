@@ -367,6 +367,11 @@ class TurnManager:
             await self.kick(chat_id)
         return message_id
 
+    def drains_between_turns(self) -> list[str]:
+        """Chats whose drain here runs no turn right now: it is starting one or ending
+        (its last database calls, the release among them)."""
+        return [chat_id for chat_id in self.tasks if chat_id not in self._taken]
+
     def _new_owner(self) -> str:
         return f"{self.process_id}:{uuid.uuid4().hex[:8]}"
 

@@ -94,6 +94,14 @@ async def fresh_runtime() -> Any:
     layer = get_channel_layer()
     await layer.flush()
     yield
-    if turns._manager:
-        await turns._manager.shutdown()
+    manager = turns._manager
+    if manager:
+        # A drain whose turn ended is in its last database calls (the lock's release):
+        # cancelling it does not stop its thread, and the test database would be flushed
+        # under it (SQLite's shared in-memory database then refuses: "table is locked").
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 2
+        while manager.drains_between_turns() and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        await manager.shutdown()
     turns._manager = None
