@@ -48,15 +48,21 @@ def gateway_error(exc: fs.FsError) -> GatewayError:
 
 def owner_of(caller: Any, requested: str | None) -> Any:
     """The user whose workspace is acted on: the caller, or (admins only) ``?user=``,
-    given as an id or a username."""
-    if not requested or requested in (str(caller.pk), caller.username):
+    given as an id or a username. Digits name the user with that id if there is one,
+    else the user with that username (usernames may be all digits)."""
+    if not requested:
         return caller
     if not caller.is_staff:
+        if requested in (str(caller.pk), caller.username):
+            return caller
         raise GatewayError("forbidden", "Only admins may act on another user's workspace.",
                            403)
     users = get_user_model().objects
-    found = (users.filter(pk=int(requested)).first() if requested.isdigit()
-             else users.filter(username=requested).first())
+    found = None
+    if requested.isascii() and requested.isdigit() and len(requested) <= 18:  # a bigint
+        found = users.filter(pk=int(requested)).first()
+    if found is None:
+        found = users.filter(username=requested).first()
     if found is None:
         raise GatewayError("not_found", f"No such user: {requested!r}.", 404)
     return found

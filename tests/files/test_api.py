@@ -152,6 +152,20 @@ def test_an_admin_acts_on_another_users_workspace(alice: Any, admin: Any) -> Non
     assert body(by_id) == b"alice's"
 
 
+def test_an_admin_reaches_a_user_whose_username_is_all_digits(admin: Any) -> None:
+    from django.contrib.auth import get_user_model
+
+    digits = get_user_model().objects.create(username="4242")  # no user has id 4242
+    (Path(workspace_for(digits)) / "note.txt").write_text("by name")
+
+    by_name = admin.client.get("/api/files/content?path=note.txt&user=4242")
+    by_id = admin.client.get(f"/api/files/content?path=note.txt&user={digits.pk}")
+    huge = admin.client.get("/api/files?user=" + "9" * 40)
+
+    assert body(by_name) == b"by name" and body(by_id) == b"by name"
+    assert huge.status_code == 404 and huge.json()["error"] == "not_found"
+
+
 def test_a_member_may_not_name_another_user(alice: Any, bob: Any) -> None:
     (ws(alice) / "secret").write_text("s")
 
