@@ -11,7 +11,9 @@ taking a connection from Django's psycopg pool for the call and giving it back a
 
 ``db(fn)`` also retries a call once when its connection died under it (a PostgreSQL
 restart, ``pg_terminate_backend``): the failed call's transaction was rolled back, and
-the retry runs on a fresh connection.
+the retry runs on a fresh connection, after the pool tested its idle connections
+(``ConnectionPool.check``: the others may have died with it). A connection that died
+while idle in the pool is replaced when it is taken (``gateway/postgresql/base.py``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 
 from channels.db import DatabaseSyncToAsync, database_sync_to_async
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError, connection
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -60,10 +62,24 @@ def connection_lost(exc: BaseException) -> bool:
     return any(part in text for part in ("terminat", "closed", "connection", "broken"))
 
 
+def _purge_dead_connections() -> None:
+    """Drop the pool's idle connections that no longer work (PostgreSQL restarted or
+    killed them) and open new ones. No pool (SQLite): nothing to do."""
+    pool = getattr(connection, "pool", None)
+    if pool is not None:
+        pool.check()
+
+
 def db(fn: Callable[..., T]) -> Callable[..., Awaitable[T]]:
     """``fn`` as a coroutine function on the database threads, retried once on a lost
     connection."""
     run = _runner(fn)
+
+    def after_purge(*args: Any, **kwargs: Any) -> T:
+        _purge_dead_connections()
+        return fn(*args, **kwargs)
+
+    retry = _runner(after_purge)
 
     @functools.wraps(fn)
     async def call(*args: Any, **kwargs: Any) -> T:
@@ -74,7 +90,7 @@ def db(fn: Callable[..., T]) -> Callable[..., Awaitable[T]]:
                 raise
             logger.warning("database connection lost in %s (%s); retrying once",
                            getattr(fn, "__qualname__", fn), exc)
-            return await run(*args, **kwargs)
+            return await retry(*args, **kwargs)
     return call
 
 

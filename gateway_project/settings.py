@@ -99,11 +99,14 @@ DATABASE_URL = envstr("DATABASE_URL")
 GATEWAY_DB_POOL_SIZE = envint("GATEWAY_DB_POOL_SIZE", 8, minimum=1)
 GATEWAY_DB_POOL_TIMEOUT = envfloat("GATEWAY_DB_POOL_TIMEOUT", 30.0, minimum=0.1)
 if DATABASE_URL:
-    # With a pool, CONN_HEALTH_CHECKS makes Django check each connection on checkout: a
-    # connection PostgreSQL dropped (restart, pg_terminate_backend, idle timeout) is
-    # replaced instead of failing a turn.
+    # A connection PostgreSQL dropped (restart, pg_terminate_backend, idle timeout) is
+    # replaced when it is taken from the pool, without CONN_HEALTH_CHECKS' round trip
+    # before every call (gateway/postgresql/base.py); one that dies during a call makes
+    # gateway.infra.db retry the call once.
     _database = dj_database_url.parse(DATABASE_URL, conn_max_age=0,
-                                      conn_health_checks=True)
+                                      conn_health_checks=False)
+    if _database["ENGINE"] == "django.db.backends.postgresql":
+        _database["ENGINE"] = "gateway.postgresql"
     _database.setdefault("OPTIONS", {})["pool"] = {
         # A few kept open; more opened on demand up to the size, then callers wait
         # (up to the timeout) instead of failing.
