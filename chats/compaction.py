@@ -28,7 +28,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, NoReturn
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -42,9 +41,9 @@ from agents.providers import ProviderConfig, UpstreamError, call_model
 from chats import store
 from chats import system_prompt as chat_prompt
 from chats.models import Chat, Compaction, Message
+from gateway.infra import db
 
 logger = logging.getLogger(__name__)
-db = database_sync_to_async
 
 
 class NothingToCompact(Exception):
@@ -220,7 +219,7 @@ async def compact_chat(chat_id: uuid.UUID, provider: ProviderConfig | None, emit
 
     ``on_model_call`` is told of the summary call (the usage ledger's recorder).
     ``system_prompt`` is what goes before the summary: the system message, or nothing.
-    ``to_async`` wraps the database calls: ``database_sync_to_async`` in a turn (it
+    ``to_async`` wraps the database calls: ``gateway.infra.db`` in a turn (it
     recycles stale connections); ``sync_to_async`` from a sync view under
     ``async_to_sync`` (the view's own connection, which may be inside a transaction).
     Raises NothingToCompact (nothing emitted), or CompactionFailed after emitting

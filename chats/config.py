@@ -1,7 +1,8 @@
 """The admin-edited configuration every turn reads, cached per process.
 
-Model profiles, the permission policy, the sandbox config, the enabled MCP servers, and
-which profiles have grants and whether any budget exists (for a turn's admission) change
+Model profiles and their prices, the permission policy, the sandbox config, the enabled
+MCP servers, and which profiles have grants and whether any budget exists (for a turn's
+admission) change
 rarely and are read by every turn, so each process keeps one snapshot of them and
 reloads it only when the configuration's version changed.
 
@@ -23,7 +24,7 @@ import contextlib
 import os
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from agents.sandbox import SandboxPolicy
 from mcp_servers.models import McpServer
 from permissions.models import PermissionPolicy, SandboxConfig
 from profiles.models import ModelProfile
-from usage.models import Budget
+from usage.models import Budget, ProfilePrice
 
 VERSION_KEY = "gateway:config-version"
 
@@ -59,6 +60,8 @@ class ConfigSnapshot:
     # whether any budget exists at all.
     granted_profiles: frozenset[int] = frozenset()
     budgets_exist: bool = False
+    # The price of each priced profile, by profile name (the usage ledger's cost).
+    prices: dict[str, ProfilePrice] = field(default_factory=dict)
 
     def provider(self, profile_id: int | None) -> ProviderConfig | None:
         """The chat's own profile, else the default one; None when there is neither."""
@@ -132,10 +135,14 @@ def _load(version: str) -> ConfigSnapshot:
     sandbox = SandboxConfig.load()
     servers = tuple(s.to_config() for s in McpServer.objects.filter(enabled=True))
     granted = frozenset(ProfileGrant.objects.values_list("profile_id", flat=True))
+    names = {row.pk: row.name for row in rows}
+    prices = {names[price.profile_id]: price for price in ProfilePrice.objects.all()
+              if price.profile_id in names}
     return ConfigSnapshot(version=version, profiles=profiles, default_profile_id=default,
                           mode=policy.mode, overrides=dict(policy.tool_overrides),
                           sandbox=SandboxPolicy(**sandbox.policy()), mcp_servers=servers,
-                          granted_profiles=granted, budgets_exist=Budget.objects.exists())
+                          granted_profiles=granted, budgets_exist=Budget.objects.exists(),
+                          prices=prices)
 
 
 def bump(**kwargs: Any) -> None:
@@ -151,4 +158,4 @@ def _new_version() -> None:
 
 
 CACHED_MODELS = (ModelProfile, PermissionPolicy, SandboxConfig, McpServer, ProfileGrant,
-                 Budget)
+                 Budget, ProfilePrice)

@@ -19,7 +19,6 @@ import time
 import uuid
 from typing import Any, Awaitable, Callable
 
-from channels.db import database_sync_to_async
 from django.db.models import Max
 
 from agents import events as ev
@@ -28,6 +27,7 @@ from agents.providers import UpstreamError, call_model
 from chats import store, titles
 from chats.models import Chat, Message, TurnError
 from gateway import hooks
+from gateway.infra import db
 from profiles.models import ModelProfile
 from usage import turns as usage_turns
 
@@ -81,7 +81,7 @@ async def observe(chat_id: str, message_id: int | None, first_reply: bool,
     to send (an error gains its sentence, its detail and its record's id)."""
     if event_type == ev.ERROR:
         detail = str(data.get("message", ""))
-        record = await database_sync_to_async(keep_error)(chat_id, message_id, data["code"],
+        record = await db(keep_error)(chat_id, message_id, data["code"],
                                                           detail)
         return {**data, "message": record.text, "detail": record.detail,
                 "error_id": record.id}
@@ -133,7 +133,7 @@ def turn_summary(chat_id: str, message_id: int | None, stop_reason: str) -> dict
 
 async def _announce(chat_id: str, message_id: int | None, stop_reason: str) -> None:
     try:
-        await database_sync_to_async(announce_end)(chat_id, message_id, stop_reason)
+        await db(announce_end)(chat_id, message_id, stop_reason)
     except Exception as exc:  # noqa: BLE001 - the database is away: nothing to announce
         logger.warning("could not announce the end of a turn of chat %s: %r", chat_id, exc)
 
@@ -176,7 +176,7 @@ async def title_after_first_reply(chat_id: uuid.UUID,
     """Ask the model for a short title and tell the chat's sockets (``agent.title``).
     The call is recorded in the usage ledger (``title``) for the chat's owner; an owner
     whose budget is used up keeps the title from the first message (no model call)."""
-    found = await database_sync_to_async(_first_exchange)(chat_id)
+    found = await db(_first_exchange)(chat_id)
     if found is None:
         return
     provider, chat, exchange = found
@@ -203,5 +203,5 @@ async def title_after_first_reply(chat_id: uuid.UUID,
     await record(ModelCall(reply.model or provider.model, reply.input_tokens,
                            reply.output_tokens, round((time.perf_counter() - started) * 1000)))
     title = titles.clean(reply.text)
-    if title and await database_sync_to_async(_save)(chat_id, title):
+    if title and await db(_save)(chat_id, title):
         await publish(ev.TITLE, {"title": title})

@@ -107,7 +107,7 @@ def enqueue_and_start(chat_id: uuid.UUID, content: Any, stream: bool, owner: str
                                  status="queued", stream=stream)
     setup = None
     if owner is not None and try_acquire(chat_id, owner, lease):
-        setup = start_next(chat_id, owner, lease, just_acquired=True)
+        setup = _take_next(chat_id)
     if setup is not None and setup.message_id == msg.id:
         return msg.id, 1, setup  # it was the oldest waiting, and it runs now
     return msg.id, Message.objects.filter(chat_id=chat_id, status="queued").count(), setup
@@ -188,6 +188,7 @@ class TurnSetup:
     message_id: int
     stream: bool
     owner_id: int
+    owner_name: str
     workspace: Path
     provider: ProviderConfig | None
     history: list[dict[str, Any]]
@@ -240,16 +241,39 @@ def sandbox_policy() -> SandboxPolicy:
 
 
 @transaction.atomic
-def start_next(chat_id: uuid.UUID, owner: str, lease: float, *,
-               just_acquired: bool = False) -> TurnSetup | None:
+def start_next(chat_id: uuid.UUID, owner: str, lease: float) -> TurnSetup | None:
     """Take the oldest queued message into the conversation and read the turn's setup;
     None when the queue is empty or the chat's lock is no longer ``owner``'s (its lease
     ran out and another process settled the chat: that one runs the queue now, so two
-    turns never run at once). Taking a message renews the lease. Profiles, policy,
-    sandbox and MCP servers come from the process's cached configuration
-    (``chats.config``), not from their tables."""
-    if not just_acquired and not renew_lease(chat_id, owner, lease):
+    turns never run at once). Taking a message renews the lease."""
+    if not renew_lease(chat_id, owner, lease):
         return None
+    return _take_next(chat_id)
+
+
+@transaction.atomic
+def next_or_release(chat_id: uuid.UUID, owner: str, lease: float, last_seq: int
+                    ) -> TurnSetup | None:
+    """The end of a turn, in one database call: ``start_next``, or when the queue is
+    empty, ``release`` (None either way when the lock is no longer ``owner``'s). The
+    chat's row is locked first (the lease renewed, with how far seq got), so a message
+    stored meanwhile (``enqueue_and_start`` locks the row first too) is either seen
+    here and started, or stored after the release and started by its sender."""
+    until = timezone.now() + dt.timedelta(seconds=lease)
+    if not Chat.objects.filter(pk=chat_id, turn_owner=owner).update(
+            turn_lease_until=until, last_seq=last_seq):
+        return None
+    setup = _take_next(chat_id)
+    if setup is None:
+        Chat.objects.filter(pk=chat_id, turn_owner=owner).update(
+            turn_owner=None, turn_lease_until=None)
+    return setup
+
+
+def _take_next(chat_id: uuid.UUID) -> TurnSetup | None:
+    """``start_next``'s work, inside the caller's transaction, the lock held. Profiles,
+    policy, sandbox and MCP servers come from the process's cached configuration
+    (``chats.config``), not from their tables."""
     msg = Message.objects.filter(chat_id=chat_id, status="queued").order_by("id").first()
     if msg is None:
         return None
@@ -276,7 +300,7 @@ def start_next(chat_id: uuid.UUID, owner: str, lease: float, *,
             refusal = exc
     return TurnSetup(
         message_id=msg.id, stream=msg.stream, owner_id=chat.owner_id,
-        workspace=workspace_for(chat.owner), provider=provider,
+        owner_name=chat.owner.get_username(), workspace=workspace_for(chat.owner), provider=provider,
         history=history_for_model(chat_id), mode=snapshot.mode,
         overrides=dict(snapshot.overrides), allowed_tools=set(chat.allowed_tools),
         sandbox=snapshot.sandbox, next_position=msg.position + 1,

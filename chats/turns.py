@@ -279,6 +279,8 @@ class TurnManager:
         # Chats whose drain here may have looked at the queue before a message of this
         # process was stored (see ``submit``).
         self._arrived: set[str] = set()
+        # Drains that gave their chat's lock back and are closing (``_step_aside``).
+        self._ending: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         # Model-written titles and announcements of turns' ends (chats.history).
         self.background: set[asyncio.Task[Any]] = set()
@@ -315,8 +317,8 @@ class TurnManager:
         """Cancel this process's turns and background tasks (tests, orderly stop)."""
         if self.background:  # titles and announcements of ended turns: let them finish
             await asyncio.wait(list(self.background), timeout=5)
-        pending = [*self.tasks.values(), *([self._sweeper] if self._sweeper else []),
-                   *self.background]
+        pending = [*self.tasks.values(), *self._ending,
+                   *([self._sweeper] if self._sweeper else []), *self.background]
         for task in pending:
             task.cancel()
         for task in pending:
@@ -342,35 +344,44 @@ class TurnManager:
         are one database call when the chat is idle: each call is a thread hop, and this
         is the path to the first delta."""
         self.ensure_sweeper()
-        owner = None if chat_id in self.tasks else self._new_owner()
+        # A lock is asked for even when a drain here has the chat: that drain may be in
+        # its last look at the queue, and once the look has given the lock back, this
+        # message takes it and starts its own turn in the same call.
+        owner = self._new_owner()
         args = (uuid.UUID(chat_id), content, stream, owner,
                 settings.GATEWAY_TURN_LEASE_SECONDS)
         message_id, queued, setup = await (
             db(store.enqueue_and_start)(*args) if token is None
             else db(store.enqueue_checked)(token, *args))
-        start_here = False
-        if setup is None and owner is None:
-            # A drain of this process had the chat. If it is past its last look at the
-            # queue, it sees this mark when its release returns; if it has ended, the
-            # queue is started here (``kick`` does nothing when another process holds
-            # the chat). Both run on this loop, so one of the two always happens.
-            if chat_id in self.tasks:
-                self._arrived.add(chat_id)
-            else:
-                start_here = True
+        if setup is None and chat_id in self.tasks:
+            # The drain here holds the chat. Its next look at the queue sees this message
+            # (both lock the chat's row first); the mark makes sure of it.
+            self._arrived.add(chat_id)
         # Announced before the turn's task exists, so it always precedes turn_started.
         # (The database lock, not self.tasks, is what keeps a second turn from starting.)
         await self.publish(chat_id, ev.QUEUED, {"message_id": message_id, "position": queued})
         if setup is not None:
+            ending = self.tasks.get(chat_id)
+            if ending is not None:  # it gave the lock back and has not stepped aside yet
+                self._ending.add(ending)
             self.tasks[chat_id] = asyncio.create_task(self._drain(chat_id, owner, setup))
-        elif start_here:
-            await self.kick(chat_id)
         return message_id
 
     def drains_between_turns(self) -> list[str]:
         """Chats whose drain here runs no turn right now: it is starting one or ending
         (its last database calls, the release among them)."""
-        return [chat_id for chat_id in self.tasks if chat_id not in self._taken]
+        return [chat_id for chat_id in self.tasks if chat_id not in self._taken] + \
+            [task.get_name() for task in self._ending]
+
+    def _step_aside(self, chat_id: str) -> None:
+        """The current drain gave the chat's lock back: it is no longer the chat's drain
+        here, so a message sent now takes the lock and starts its turn in its own
+        database call (``submit``) instead of waiting for this drain to end. The drain
+        is counted as ending until it has."""
+        task = asyncio.current_task()
+        if task is not None and self.tasks.get(chat_id) is task:
+            del self.tasks[chat_id]
+            self._ending.add(task)
 
     def _new_owner(self) -> str:
         return f"{self.process_id}:{uuid.uuid4().hex[:8]}"
@@ -403,7 +414,7 @@ class TurnManager:
         setup = first
         if first is not None:  # enqueue_and_start already took its message
             self._taken[chat_id] = (first.message_id, False)
-        failed = False
+        failed = released = False
         try:
             await self.ensure_loaded(chat_id)
             await control.open()
@@ -415,7 +426,16 @@ class TurnManager:
                 await self._run_one(chat_id, setup, control)
                 self._taken.pop(chat_id, None)
                 self._arrived.discard(chat_id)
-                setup = await db(store.start_next)(key, owner, lease)
+                # The next queued message, or the lock given back, in one call. The
+                # heartbeat stops first: it would take a released lock for a lost one.
+                heartbeat.cancel()
+                setup = await db(store.next_or_release)(key, owner, lease,
+                                                        self.hub.known_seq(chat_id))
+                released = setup is None
+                if released:  # the chat is free: the next message starts a new drain
+                    self._step_aside(chat_id)
+                else:
+                    heartbeat = asyncio.create_task(self._heartbeat(key, owner))
         except Exception as exc:
             failed = True
             await self._turn_failed(chat_id, owner, setup, exc)
@@ -424,10 +444,12 @@ class TurnManager:
             try:
                 await control.close()
             finally:  # whatever happened there, the chat's lock goes
-                queued = await self._release(key, owner)
-                self.tasks.pop(chat_id, None)
-                arrived = chat_id in self._arrived
-                self._arrived.discard(chat_id)
+                queued = False if released else await self._release(key, owner)
+                self._step_aside(chat_id)
+                self._ending.discard(asyncio.current_task())  # type: ignore[arg-type]
+                arrived = chat_id in self._arrived and chat_id not in self.tasks
+                if chat_id not in self.tasks:
+                    self._arrived.discard(chat_id)
         # A message queued after the last look but before the release must still run;
         # after a failure not at once (what failed may fail again: Redis still away, a
         # message that cannot start): the sweeper runs waiting queues every lease/2 s.
@@ -546,14 +568,14 @@ class TurnManager:
             retries=settings.GATEWAY_UPSTREAM_RETRIES, refresh_env=_current_env(setup.owner_id),
             max_wait=settings.GATEWAY_STREAM_MAX_WAIT_MS / 1000,
             on_model_call=usage_turns.recorder(setup.owner_id, chat_id, setup.provider.name,
-                                               charge),
+                                               charge, username=setup.owner_name),
         )
         gate = ApprovalGate(chat_id, emit, control, setup.allowed_tools)
         turn_store = DbTurnStore(store.MessageWriter(uuid.UUID(chat_id), setup.next_position),
                                  on_tool_calls=tool_audit.expect)
         # A compaction's summary is a model call of the turn too: same ledger, same charge.
         summaries = usage_turns.recorder(setup.owner_id, chat_id, setup.provider.name, charge,
-                                         purpose="compaction")
+                                         purpose="compaction", username=setup.owner_name)
         task = asyncio.create_task(run_turn(
             spec, emit, gate, turn_store,
             prepare=compaction.auto_compactor(chat_id, setup, emit, summaries)))

@@ -21,7 +21,7 @@ from django.db.models.functions import TruncDate, TruncMonth
 from django.utils import timezone
 
 from gateway.errors import GatewayError
-from usage.models import Budget, ProfilePrice, TurnCharge, UsageRecord, money
+from usage.models import Budget, TurnCharge, UsageRecord, money
 
 ZERO = decimal.Decimal(0)
 # How long back the largest turn of a user is looked for (the estimate of a running one).
@@ -32,22 +32,30 @@ ESTIMATE_WINDOW = dt.timedelta(days=30)
 
 def record_call(*, user_id: int, chat_id: str | None, profile_name: str, model: str,
                 input_tokens: int, output_tokens: int, duration_ms: int,
-                charge_id: int | None, purpose: str = "turn") -> UsageRecord:
+                charge_id: int | None, purpose: str = "turn",
+                username: str | None = None) -> UsageRecord:
     """Write one model call to the ledger (and add it to its turn's charge). Every
-    call counts against the budgets alike, whatever its ``purpose``."""
-    price = ProfilePrice.objects.filter(profile__name=profile_name).first()
+    call counts against the budgets alike, whatever its ``purpose``. The price comes
+    from the cached configuration (``chats.config``); ``username`` saves a query when
+    the caller knows it. Without a charge this is one INSERT."""
+    from chats import config
+
+    price = config.current().prices.get(profile_name)
     cost = price.cost(input_tokens, output_tokens) if price else None
-    username = get_user_model().objects.filter(pk=user_id) \
-        .values_list("username", flat=True).first() or ""
+    if username is None:
+        username = get_user_model().objects.filter(pk=user_id) \
+            .values_list("username", flat=True).first() or ""
+    fields = dict(user_id=user_id, username=username, chat_id=chat_id,
+                  profile_name=profile_name, model=model, input_tokens=input_tokens,
+                  output_tokens=output_tokens, duration_ms=duration_ms, cost=cost,
+                  charge_id=charge_id, purpose=purpose)
+    if charge_id is None:
+        return UsageRecord.objects.create(**fields)
     with transaction.atomic():
-        record = UsageRecord.objects.create(
-            user_id=user_id, username=username, chat_id=chat_id, profile_name=profile_name,
-            model=model, input_tokens=input_tokens, output_tokens=output_tokens,
-            duration_ms=duration_ms, cost=cost, charge_id=charge_id, purpose=purpose)
-        if charge_id is not None:
-            TurnCharge.objects.filter(pk=charge_id).update(
-                tokens=F("tokens") + input_tokens + output_tokens,
-                cost=F("cost") + (cost or ZERO))
+        record = UsageRecord.objects.create(**fields)
+        TurnCharge.objects.filter(pk=charge_id).update(
+            tokens=F("tokens") + input_tokens + output_tokens,
+            cost=F("cost") + (cost or ZERO))
     return record
 
 

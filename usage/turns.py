@@ -7,16 +7,14 @@ from __future__ import annotations
 
 from typing import Any, Awaitable, Callable
 
-from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
 
 from access import services as access
 from agents.loop import ModelCall, OnModelCall
 from gateway.errors import GatewayError
+from gateway.infra import db
 from profiles.models import ModelProfile
 from usage import services
-
-db = database_sync_to_async
 
 
 def admit_now(user_id: int, chat_id: str, profile_name: str) -> int | None:
@@ -60,15 +58,18 @@ async def close(charge_id: int | None) -> None:
 
 def recorder(user_id: int, chat_id: str, profile_name: str, charge_id: int | None,
              purpose: str = "turn",
-             to_async: Callable[..., Callable[..., Awaitable[Any]]] = db) -> OnModelCall:
+             to_async: Callable[..., Callable[..., Awaitable[Any]]] = db,
+             username: str | None = None) -> OnModelCall:
     """The loop's (or the compaction's) ``on_model_call``: one ledger row per model call,
     added to the turn's charge. ``to_async`` wraps the database write (``sync_to_async``
-    from a sync view, whose connection may be inside a transaction)."""
+    from a sync view, whose connection may be inside a transaction); ``username`` (the
+    user's, when known) saves the write a query."""
 
     async def on_model_call(call: ModelCall) -> None:
         await to_async(services.record_call)(
             user_id=user_id, chat_id=chat_id, profile_name=profile_name, model=call.model,
             input_tokens=call.input_tokens, output_tokens=call.output_tokens,
-            duration_ms=call.duration_ms, charge_id=charge_id, purpose=purpose)
+            duration_ms=call.duration_ms, charge_id=charge_id, purpose=purpose,
+            username=username)
 
     return on_model_call

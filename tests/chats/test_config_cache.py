@@ -60,7 +60,7 @@ def test_a_lost_version_counts_as_a_change(profile: Any) -> None:
 
 
 def setup_for(workspace: Path) -> TurnSetup:
-    return TurnSetup(message_id=1, stream=True, owner_id=1, workspace=workspace,
+    return TurnSetup(message_id=1, stream=True, owner_id=1, owner_name="a", workspace=workspace,
                      provider=None, history=[], mode="interactive", overrides={},
                      allowed_tools=set(), sandbox=SandboxPolicy(enabled=False),
                      next_position=0)

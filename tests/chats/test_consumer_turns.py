@@ -273,30 +273,38 @@ async def test_a_message_sent_as_a_turn_ends_always_gets_its_turn(alice, profile
 
 async def test_a_message_stored_after_the_drains_last_look_is_run_by_that_drain(
         alice, profile, upstream, monkeypatch):
-    """The window that PostgreSQL's parallel database threads open: the drain's release
-    looked at the queue before the message was committed, yet the message was stored as
-    queued behind that drain (no lock taken). The drain must still start it."""
-    from chats import turns
+    """A message sent while the drain takes its last look at the queue
+    (``next_or_release``), and stored just after that look gave the lock back, is not
+    left waiting: its sender takes the free lock and starts it (the drain here still
+    had the chat when it was sent)."""
+    import threading
+
+    from chats import store
+    from chats.turns import get_manager
 
     upstream.enqueue(Text("first"), Text("second"))
-    release_called = asyncio.Event()
-    let_release = asyncio.Event()
-    real_release = turns.TurnManager._release
+    entered, go = threading.Event(), threading.Event()
+    real_next = store.next_or_release
+    looks: list[object] = []
 
-    async def slow_release(self, key, owner):
-        release_called.set()
-        await let_release.wait()
-        await real_release(self, key, owner)
-        return False  # as if it had looked before the message was committed
+    def held(*args):
+        entered.set()
+        go.wait(5)
+        looks.append(result := real_next(*args))
+        return result
 
-    monkeypatch.setattr(turns.TurnManager, "_release", slow_release)
+    monkeypatch.setattr(store, "next_or_release", held)
     chat = await new_chat(alice.user)
     comm, _ = await connect(chat.id, alice.token)
     await send(comm, {"type": "user_message", "content": "one"})
     await receive_until(comm, ev.TURN_COMPLETE)
-    await asyncio.wait_for(release_called.wait(), 5)
-    await send(comm, {"type": "user_message", "content": "two"})
-    await receive_until(comm, ev.QUEUED)
-    let_release.set()
+    assert await asyncio.to_thread(entered.wait, 5)  # the drain is in its last look
+    # Sent now (as the socket does), while the drain still has the chat; SQLite's one
+    # database thread stores the message after the look.
+    second = asyncio.create_task(get_manager().submit(str(chat.id), "two", True))
+    await asyncio.sleep(0.1)
+    go.set()
     events = await receive_until(comm, ev.TURN_COMPLETE, timeout=5)
+    await second
+    assert looks[0] is None  # the look found nothing: the message came after it
     assert text_of(events) == "second"

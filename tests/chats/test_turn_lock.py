@@ -140,3 +140,38 @@ def test_the_release_tells_whether_messages_wait(alice: Any) -> None:
     assert store.release(chat.pk, "a:2", 9) is True
     chat.refresh_from_db()
     assert chat.turn_owner is None and chat.last_seq == 9
+
+
+def test_the_end_of_a_turn_gives_the_lock_back_when_nothing_waits(alice: Any) -> None:
+    chat = new_chat(alice.user)
+    assert store.try_acquire(chat.pk, "a:1", 30)
+    assert store.next_or_release(chat.pk, "a:1", 30, 12) is None
+    chat.refresh_from_db()
+    assert chat.turn_owner is None and chat.turn_lease_until is None and chat.last_seq == 12
+    assert store.try_acquire(chat.pk, "b:1", 30)  # free for the next sender
+
+
+def test_the_end_of_a_turn_starts_the_next_message_and_keeps_the_lock(alice: Any) -> None:
+    chat = new_chat(alice.user)
+    assert store.try_acquire(chat.pk, "a:1", 30)
+    _expire(chat)  # late, but nobody settled it: still the holder's
+    waiting = Message.objects.create(chat=chat, role="user", content="next", status="queued")
+    setup = store.next_or_release(chat.pk, "a:1", 30, 5)
+    assert setup is not None and setup.message_id == waiting.pk
+    chat.refresh_from_db()
+    assert chat.turn_owner == "a:1" and chat.last_seq == 5
+    assert chat.turn_lease_until > timezone.now() + dt.timedelta(seconds=20)
+    assert Message.objects.get(pk=waiting.pk).status == "done"
+
+
+def test_the_end_of_a_turn_whose_lock_was_taken_over_changes_nothing(alice: Any) -> None:
+    chat = new_chat(alice.user)
+    assert store.try_acquire(chat.pk, "a:1", 30)
+    _expire(chat)
+    assert store.settle_dead_turn(chat.pk, force=False) == "idle"
+    assert store.try_acquire(chat.pk, "b:1", 30)
+    waiting = Message.objects.create(chat=chat, role="user", content="b's", status="queued")
+    assert store.next_or_release(chat.pk, "a:1", 30, 99) is None
+    chat.refresh_from_db()
+    assert chat.turn_owner == "b:1" and chat.last_seq != 99
+    assert Message.objects.get(pk=waiting.pk).status == "queued"

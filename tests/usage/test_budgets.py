@@ -104,6 +104,24 @@ def test_a_profile_without_price_is_counted_in_tokens_only(alice):
     assert spend(alice.user, (10, 10), profile="unpriced").cost is None
 
 
+def test_a_model_call_is_one_insert_with_the_price_from_the_cached_configuration(
+        alice, profile, django_assert_num_queries):
+    ProfilePrice.objects.create(profile=profile, input_per_million=decimal.Decimal("2"),
+                                output_per_million=decimal.Decimal("0"))
+    spend(alice.user, (1, 1))  # creates the policy rows: a new configuration version
+    spend(alice.user, (1, 1))  # the configuration (prices with it) is cached from here on
+    with django_assert_num_queries(1):  # the ledger row; price and name are known
+        record = services.record_call(
+            user_id=alice.user.pk, chat_id=None, profile_name="fake", model="fake-model",
+            input_tokens=500_000, output_tokens=0, duration_ms=5, charge_id=None,
+            username=alice.user.username)
+    assert record.cost == decimal.Decimal("1") and record.username == alice.user.username
+    # An admin's new price applies to the next call (the configuration is reloaded).
+    ProfilePrice.objects.filter(profile=profile).update(input_per_million=4)  # no signal
+    ProfilePrice.objects.get(profile=profile).save()  # a save, as the API and admin do
+    assert spend(alice.user, (500_000, 0)).cost == decimal.Decimal("2")
+
+
 @pytest.mark.parametrize("now, start, resets", [
     ("2026-12-31T23:59:00+00:00", "2026-12-01T00:00:00+00:00", "2027-01-01T00:00:00+00:00"),
     ("2026-02-01T00:00:00+00:00", "2026-02-01T00:00:00+00:00", "2026-03-01T00:00:00+00:00"),
