@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse
 from rest_framework import permissions, serializers
 from rest_framework.request import Request
 from rest_framework.views import APIView
+
+from gateway import infra
 
 
 class IsAdminOrReadOnly(permissions.BasePermission):
@@ -71,7 +72,7 @@ class OneHopAPIView(APIView):
                 response = _plain(response.render())
             return response
 
-        in_thread = sync_to_async(dispatch_and_render, thread_sensitive=True)
+        in_thread = infra.view_runner(dispatch_and_render)  # kept threads under serve
 
         async def one_hop_view(request: HttpRequest, *args: Any, **kwargs: Any
                                ) -> HttpResponse:

@@ -24,6 +24,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable, TypeVar
 
+from asgiref.sync import sync_to_async
 from channels.db import DatabaseSyncToAsync, database_sync_to_async
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
@@ -48,6 +49,67 @@ def _runner(fn: Callable[..., T]) -> Callable[..., Awaitable[T]]:
     if settings.GATEWAY_DB_THREADS <= 1:
         return database_sync_to_async(fn)
     return DatabaseSyncToAsync(fn, thread_sensitive=False, executor=_threads())
+
+
+# --- the threads of REST views ---------------------------------------------------------
+#
+# Django runs each ASGI request in a context of its own, and asgiref gives a
+# thread-sensitive call in such a context a new thread: a REST view then ran on a fresh
+# thread, which opened a fresh database connection (SQLite: the file and its PRAGMAs),
+# every request, about half of a fast request's time. Under the real server
+# (``serve``) views run on a few kept threads instead, whose connections are reused
+# (SQLite) or taken from the pool and given back (PostgreSQL), as the turns' calls do.
+# Elsewhere (the test client, whose views must share the test's transaction) they stay
+# thread-sensitive.
+
+_rest_executor: ThreadPoolExecutor | None = None
+_serving = False
+
+
+def serving() -> None:
+    """Called once ``serve``'s event loop runs: views go to the kept threads."""
+    global _serving
+    _serving = True
+    _request_boundaries_without_threads()
+
+
+def _request_boundaries_without_threads() -> None:
+    """Django's receivers of ``request_started`` are sync: under ASGI running them costs
+    every request a thread hop before its view. Under ``serve`` they have nothing to do:
+    they reset and close the database connections of the request's own thread (asgiref
+    makes a thread per request), which does not exist yet when the request starts. The
+    end of the request (``response.close`` on that thread, with ``request_finished``)
+    stays as Django does it."""
+    from django.core import signals
+    from django.db import close_old_connections, reset_queries
+
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_started.disconnect(reset_queries)
+
+
+def _rest_threads() -> ThreadPoolExecutor:
+    global _rest_executor
+    with _executor_lock:
+        if _rest_executor is None:
+            _rest_executor = ThreadPoolExecutor(max_workers=settings.GATEWAY_REST_THREADS,
+                                                thread_name_prefix="gateway-rest")
+        return _rest_executor
+
+
+def view_runner(fn: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """``fn`` (a view's whole sync part) as a coroutine function: on the kept threads
+    under ``serve``, thread-sensitive otherwise (decided per call)."""
+    sensitive = sync_to_async(fn, thread_sensitive=True)
+    kept: list[Callable[..., Awaitable[T]]] = []  # made on first use under serve
+
+    async def call(*args: Any, **kwargs: Any) -> T:
+        if not _serving:
+            return await sensitive(*args, **kwargs)
+        if not kept:
+            kept.append(DatabaseSyncToAsync(fn, thread_sensitive=False,
+                                            executor=_rest_threads()))
+        return await kept[0](*args, **kwargs)
+    return call
 
 
 def connection_lost(exc: BaseException) -> bool:

@@ -98,6 +98,9 @@ DATABASE_URL = envstr("DATABASE_URL")
 # busy thread. docs/deploy.md has the sums against PostgreSQL's max_connections.
 GATEWAY_DB_POOL_SIZE = envint("GATEWAY_DB_POOL_SIZE", 8, minimum=1)
 GATEWAY_DB_POOL_TIMEOUT = envfloat("GATEWAY_DB_POOL_TIMEOUT", 30.0, minimum=0.1)
+# Threads that run REST views under serve (gateway.infra.view_runner), each keeping its
+# database connection (SQLite) or taking one from the same pool per request (PostgreSQL).
+GATEWAY_REST_THREADS = envint("GATEWAY_REST_THREADS", 4, minimum=1)
 if DATABASE_URL:
     # A connection PostgreSQL dropped (restart, pg_terminate_backend, idle timeout) is
     # replaced when it is taken from the pool, without CONN_HEALTH_CHECKS' round trip

@@ -76,3 +76,61 @@ async def test_the_fast_path_keeps_errors_and_authentication(alice: Any) -> None
     assert bad.status_code == 400 and "title" in bad.json()["fields"]
     wrong = await client_for(alice).get("/api/chats", {"limit": "0"})
     assert wrong.status_code == 400 and wrong.json()["error"] == "invalid_request"
+
+
+@pytest.fixture
+def as_served(monkeypatch: pytest.MonkeyPatch, settings: Any) -> Iterator[None]:
+    """What ``serve`` sets up once its loop runs (``gateway.infra.serving``), undone after:
+    views on kept threads (one here), Django's ``request_started`` receivers removed."""
+    from django.core import signals
+    from django.db import close_old_connections, reset_queries
+
+    from gateway import infra
+
+    settings.GATEWAY_REST_THREADS = 1
+    monkeypatch.setattr(infra, "_rest_executor", None)
+    infra.serving()
+    try:
+        yield
+    finally:
+        infra._serving = False
+        signals.request_started.connect(close_old_connections)
+        signals.request_started.connect(reset_queries)
+        if infra._rest_executor is not None:
+            from django.db import connections
+
+            infra._rest_executor.submit(connections.close_all).result()
+            infra._rest_executor.shutdown()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_under_serve_views_run_on_kept_threads_with_their_connection(
+        as_served: None, hops: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not a thread (and a database connection) made for each request: the view's thread
+    is the same for the next request, and so is its connection (SQLite; PostgreSQL
+    borrows one from the pool per request); the request's start costs no hop (the view,
+    and Django's close of the response, are the two left)."""
+    import threading
+
+    from django.db import connection
+
+    from gateway import views
+
+    seen: list[tuple[str, Any]] = []
+    real = views.health_report
+
+    def spying() -> dict:
+        report = real()  # runs queries: the thread has its connection from here
+        seen.append((threading.current_thread().name, connection.connection))
+        return report
+
+    monkeypatch.setattr(views, "health_report", spying)
+    for _ in range(2):
+        hops[0] = 0
+        response = await AsyncClient().get("/health")
+        assert response.status_code == 200
+        assert hops[0] <= 2
+    assert [name.startswith("gateway-rest") for name, _ in seen] == [True, True]
+    assert seen[0][0] == seen[1][0]  # the same thread
+    if connection.vendor == "sqlite":
+        assert seen[0][1] is seen[1][1]  # with its connection still open

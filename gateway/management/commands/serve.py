@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
-from gateway import hooks
+from gateway import hooks, infra
 from gateway.auth import create_token
 from gateway.models import ApiToken
 
@@ -103,6 +103,7 @@ class Command(BaseCommand):
         from twisted.internet import reactor
 
         def start() -> None:
+            infra.serving()  # REST views on kept threads (gateway.infra.view_runner)
             hooks.serve_loop_started.send(sender=self.__class__,
                                           force_recovery=not settings.REDIS_URL)
 
