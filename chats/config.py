@@ -62,6 +62,8 @@ class ConfigSnapshot:
     budgets_exist: bool = False
     # The price of each priced profile, by profile name (the usage ledger's cost).
     prices: dict[str, ProfilePrice] = field(default_factory=dict)
+    # Profiles whose model titles a chat after its first reply.
+    auto_title: frozenset[int] = frozenset()
 
     def provider(self, profile_id: int | None) -> ProviderConfig | None:
         """The chat's own profile, else the default one; None when there is neither."""
@@ -142,7 +144,8 @@ def _load(version: str) -> ConfigSnapshot:
                           mode=policy.mode, overrides=dict(policy.tool_overrides),
                           sandbox=SandboxPolicy(**sandbox.policy()), mcp_servers=servers,
                           granted_profiles=granted, budgets_exist=Budget.objects.exists(),
-                          prices=prices)
+                          prices=prices,
+                          auto_title=frozenset(row.pk for row in rows if row.auto_title))
 
 
 def bump(**kwargs: Any) -> None:

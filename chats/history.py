@@ -30,6 +30,7 @@ from gateway import hooks
 from gateway.infra import db
 from profiles.models import ModelProfile
 from usage import turns as usage_turns
+from usage.services import over_budget
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def keep_error(chat_id: str, message_id: int | None, code: str, detail: str) -> 
         detail=detail if detail != text else "")
 
 
-async def observe(chat_id: str, message_id: int | None, first_reply: bool,
+async def observe(chat_id: str, message_id: int | None, wants_title: bool,
                   event_type: str, data: dict[str, Any], publish: Publish,
                   background: set[asyncio.Task[Any]]) -> dict[str, Any]:
     """Called by the turn runner for the ``WATCHED`` events it sends; returns the data
@@ -89,7 +90,7 @@ async def observe(chat_id: str, message_id: int | None, first_reply: bool,
         stop_reason = str(data.get("stop_reason") or "")
         if hooks.turn_ended.has_listeners():
             _in_background(background, _announce(chat_id, message_id, stop_reason))
-        if first_reply and stop_reason != "error":
+        if wants_title and stop_reason != "error":
             # After the turn's events, so the reply is never held up by the title call.
             _in_background(background, title_after_first_reply(uuid.UUID(chat_id), publish))
     return data
@@ -151,9 +152,10 @@ def announce_end(chat_id: str, message_id: int | None, stop_reason: str) -> None
 
 # --- the model-written title ---------------------------------------------------
 
-def _first_exchange(chat_id: uuid.UUID) -> tuple[Any, Chat, list[dict[str, Any]]] | None:
-    """The provider, the chat and its first question and answer, when the model may
-    title this chat; None otherwise."""
+def _first_exchange(chat_id: uuid.UUID
+                    ) -> tuple[Any, Chat, list[dict[str, Any]], bool] | None:
+    """The provider, the chat, its first question and answer, and whether the owner's
+    budget is used up, when the model may title this chat; None otherwise."""
     chat = Chat.objects.select_related("profile").filter(pk=chat_id).first()
     profile = (chat.profile or ModelProfile.get_default()) if chat else None
     if chat is None or profile is None or not profile.auto_title or not chat.title_auto:
@@ -163,7 +165,7 @@ def _first_exchange(chat_id: uuid.UUID) -> tuple[Any, Chat, list[dict[str, Any]]
     exchange = [{"role": m.role, "content": titles.text_of(m.content)[:2000]} for m in rows]
     if [m["role"] for m in exchange] != ["user", "assistant"]:
         return None
-    return store.provider_config(profile), chat, exchange
+    return store.provider_config(profile), chat, exchange, over_budget(chat.owner_id)
 
 
 def _save(chat_id: uuid.UUID, title: str) -> bool:
@@ -179,8 +181,8 @@ async def title_after_first_reply(chat_id: uuid.UUID,
     found = await db(_first_exchange)(chat_id)
     if found is None:
         return
-    provider, chat, exchange = found
-    if await usage_turns.over_budget(chat.owner_id):
+    provider, chat, exchange, spent = found
+    if spent:
         logger.info("no model-written title for chat %s: the owner's budget is used up",
                     chat_id)
         return

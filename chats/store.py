@@ -203,6 +203,9 @@ class TurnSetup:
     # budget charge, or why the turn may not call the model.
     charge_id: int | None = None
     refusal: GatewayError | None = None
+    # Whether the model titles the chat after this turn's reply (its first reply, an
+    # untitled chat, a profile with ``auto_title``): no look at the database otherwise.
+    wants_title: bool = False
 
 
 def _next_position(chat_id: uuid.UUID) -> int:
@@ -289,9 +292,11 @@ def _take_next(chat_id: uuid.UUID) -> TurnSetup | None:
             default = default_for(chat.owner)
             profile_id = default.pk if default else None
     provider = snapshot.provider(profile_id) if profile_id is not None else None
-    charge_id, refusal = None, None
+    charge_id, refusal, wants_title = None, None, False
+    history = history_for_model(chat_id)
     if provider is not None:  # model access and budgets, before any upstream call
         used = profile_id if profile_id in snapshot.profiles else snapshot.default_profile_id
+        wants_title = chat.title_auto and len(history) == 1 and used in snapshot.auto_title
         try:
             charge_id = usage_turns.admit_starting(
                 chat.owner, str(chat_id), used, granted=used in snapshot.granted_profiles,
@@ -300,11 +305,12 @@ def _take_next(chat_id: uuid.UUID) -> TurnSetup | None:
             refusal = exc
     return TurnSetup(
         message_id=msg.id, stream=msg.stream, owner_id=chat.owner_id,
-        owner_name=chat.owner.get_username(), workspace=workspace_for(chat.owner), provider=provider,
-        history=history_for_model(chat_id), mode=snapshot.mode,
+        owner_name=chat.owner.get_username(), workspace=workspace_for(chat.owner),
+        provider=provider, history=history, mode=snapshot.mode,
         overrides=dict(snapshot.overrides), allowed_tools=set(chat.allowed_tools),
         sandbox=snapshot.sandbox, next_position=msg.position + 1,
         mcp_servers=snapshot.mcp_servers, charge_id=charge_id, refusal=refusal,
+        wants_title=wants_title,
     )
 
 

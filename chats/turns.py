@@ -610,7 +610,7 @@ class TurnManager:
         the announcement of the turn's end to other apps)."""
         data = await history.observe(
             chat_id, setup.message_id if setup else None,
-            bool(setup and len(setup.history) == 1), event_type, data,
+            bool(setup and setup.wants_title), event_type, data,
             lambda kind, body: self.publish(chat_id, kind, body), self.background)
         await self.publish(chat_id, event_type, data)
 

@@ -46,11 +46,6 @@ def error_data(exc: GatewayError) -> dict[str, Any]:
     return {"code": exc.code, "message": exc.message}
 
 
-async def over_budget(user_id: int) -> bool:
-    """Whether a budget of the user is used up (see ``services.over_budget``)."""
-    return await db(services.over_budget)(user_id)
-
-
 async def close(charge_id: int | None) -> None:
     if charge_id is not None:
         await db(services.close_turn)(charge_id)

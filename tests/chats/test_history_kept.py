@@ -242,6 +242,24 @@ async def test_the_model_writes_a_title_when_the_profile_allows_it(alice, profil
     await comm.disconnect()
 
 
+async def test_no_title_lookup_after_a_first_reply_when_the_profile_titles_nothing(
+        alice, profile, upstream, monkeypatch):
+    """``auto_title`` off (the default): the turn knows it from the cached configuration,
+    and the end of its first reply costs no database call for a title."""
+    from chats import history
+
+    looked: list[object] = []
+    monkeypatch.setattr(history, "_first_exchange", lambda chat_id: looked.append(chat_id))
+    upstream.enqueue(Text("Here is a plan."))
+    chat = await new_chat(alice.user)
+    comm, _ = await connect(chat.id, alice.token)
+    await send(comm, {"type": "user_message", "content": "Plan a trip to Lisbon"})
+    await receive_until(comm, ev.TURN_COMPLETE)
+    await wait_idle(chat.id)
+    assert looked == [] and len(upstream.requests) == 1
+    await comm.disconnect()
+
+
 async def test_a_title_a_person_set_is_never_replaced(alice, profile, upstream):
     await sync_to_async(type(profile).objects.filter(pk=profile.pk).update)(auto_title=True)
     upstream.enqueue(Text("Here is a plan."))
