@@ -49,6 +49,17 @@ class Chat(models.Model):
         }
 
 
+def openai_message(role: str, content: Any, tool_calls: Any, tool_call_id: str
+                   ) -> dict[str, Any]:
+    """A stored message as the model is sent it (``Message.OPENAI_FIELDS``, in order)."""
+    msg: dict[str, Any] = {"role": role, "content": content}
+    if role == "assistant" and tool_calls:
+        msg["tool_calls"] = tool_calls
+    if role == "tool":
+        msg["tool_call_id"] = tool_call_id
+    return msg
+
+
 class Message(models.Model):
     ROLES = ("system", "user", "assistant", "tool")
     # ``superseded``: replaced by a retry, a regenerate or an edit. Kept (and returned
@@ -91,14 +102,12 @@ class Message(models.Model):
     def __str__(self) -> str:
         return f"{self.role} #{self.position}"
 
+    # The fields ``to_openai`` reads, for ``values_list`` (no model instance per row).
+    OPENAI_FIELDS = ("role", "content", "tool_calls", "tool_call_id")
+
     def to_openai(self) -> dict[str, Any]:
         """The message as the model is sent it."""
-        msg: dict[str, Any] = {"role": self.role, "content": self.content}
-        if self.role == "assistant" and self.tool_calls:
-            msg["tool_calls"] = self.tool_calls
-        if self.role == "tool":
-            msg["tool_call_id"] = self.tool_call_id
-        return msg
+        return openai_message(self.role, self.content, self.tool_calls, self.tool_call_id)
 
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {

@@ -25,7 +25,7 @@ from agents.mcp import ServerConfig
 from agents.providers import ProviderConfig
 from agents.sandbox import SandboxPolicy
 from chats import config, titles
-from chats.models import Chat, Compaction, Message, PendingApproval
+from chats.models import Chat, Compaction, Message, PendingApproval, openai_message
 from profiles.models import ModelProfile
 from gateway.auth import Unauthorized, lookup_token
 from gateway.errors import GatewayError
@@ -217,12 +217,14 @@ def history_for_model(chat_id: uuid.UUID) -> list[dict[str, Any]]:
     """The conversation as the model is sent it after the system prompt: the summary of
     the latest compaction (if any), then every message it did not replace."""
     rows = Message.objects.filter(chat_id=chat_id, compacted=False, position__isnull=False) \
-        .exclude(role="system").exclude(status="superseded").order_by("position")
-    latest = Compaction.objects.filter(chat_id=chat_id).order_by("-id").first()
-    head = [summary_message(latest.summary)] if latest else []
+        .exclude(role="system").exclude(status="superseded").order_by("position") \
+        .values_list(*Message.OPENAI_FIELDS)  # four columns, no model instance a row
+    summary = Compaction.objects.filter(chat_id=chat_id).order_by("-id") \
+        .values_list("summary", flat=True).first()
+    head = [summary_message(summary)] if summary is not None else []
     # encodable: text stored before input was checked may hold lone surrogates, which
     # no request to the model can carry; they go as U+FFFD and the chat keeps working.
-    return encodable([*head, *(row.to_openai() for row in rows)])
+    return encodable([*head, *(openai_message(*row) for row in rows)])
 
 
 def provider_config(profile: ModelProfile | None, *, with_key: bool = True

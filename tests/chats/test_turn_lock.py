@@ -175,3 +175,36 @@ def test_the_end_of_a_turn_whose_lock_was_taken_over_changes_nothing(alice: Any)
     chat.refresh_from_db()
     assert chat.turn_owner == "b:1" and chat.last_seq != 99
     assert Message.objects.get(pk=waiting.pk).status == "queued"
+
+
+def test_the_history_for_the_model_is_what_each_message_says(alice: Any) -> None:
+    """Read as four columns (no model instance a row): the same messages, in order, as
+    ``Message.to_openai``, after the latest compaction's summary; system, superseded,
+    compacted and queued messages left out."""
+    from chats.models import Compaction
+    from chats.store import history_for_model
+
+    chat = new_chat(alice.user)
+    calls = [{"id": "c1", "type": "function",
+              "function": {"name": "bash", "arguments": "{\"command\": \"ls\"}"}}]
+    kept = [
+        Message.objects.create(chat=chat, position=2, role="user", content="list it"),
+        Message.objects.create(chat=chat, position=3, role="assistant", content="",
+                               tool_calls=calls),
+        Message.objects.create(chat=chat, position=4, role="tool", content="a.txt",
+                               tool_call_id="c1", tool_name="bash"),
+        Message.objects.create(chat=chat, position=5, role="assistant",
+                               content=[{"type": "text", "text": "one file"}]),
+    ]
+    Message.objects.create(chat=chat, position=0, role="user", content="old",
+                           compacted=True)
+    Message.objects.create(chat=chat, position=1, role="system", content="note")
+    Message.objects.create(chat=chat, position=6, role="user", content="edited",
+                           status="superseded")
+    Message.objects.create(chat=chat, role="user", content="waiting", status="queued")
+    Compaction.objects.create(chat=chat, trigger="manual", model="m", summary="earlier",
+                              tokens_before=10, tokens_after=2, turns_removed=1)
+    history = history_for_model(chat.pk)
+    assert history[1:] == [m.to_openai() for m in kept]
+    assert "earlier" in str(history[0]["content"])
+    assert history[2]["tool_calls"] == calls and history[3]["tool_call_id"] == "c1"
