@@ -362,6 +362,8 @@ async def main():
     print(*[b.cgroup for b in warm._pool.values() if b.cgroup], flush=True)
     if sys.argv[1] == "wait":
         await asyncio.sleep(60)
+    else:  # exits when the test has seen them alive
+        await asyncio.to_thread(sys.stdin.readline)
 
 asyncio.run(main())
 """
@@ -373,7 +375,7 @@ async def test_sandboxes_end_with_the_gateway_process(status, end):
     no supervisor, bwrap or slirp4netns outlives it."""
     script = SHUTDOWN % {"net": bool(status["network"])}
     proc = subprocess.Popen([sys.executable, "-c", script, "wait" if end == "sigkill" else ""],
-                            cwd=ROOT, stdout=subprocess.PIPE, text=True)
+                            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 60)
         pids = [int(p) for p in line.split()]
@@ -382,6 +384,9 @@ async def test_sandboxes_end_with_the_gateway_process(status, end):
         assert all(cg.is_dir() for cg in cgroups)
         if end == "sigkill":
             proc.kill()
+        else:
+            proc.stdin.write("exit now\n")
+            proc.stdin.close()
         await asyncio.to_thread(proc.wait, 60)
         await eventually(lambda: not any(alive(p) for p in pids),
                          "every process of the warm sandboxes ended")
