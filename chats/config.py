@@ -6,13 +6,9 @@ admission) change
 rarely and are read by every turn, so each process keeps one snapshot of them and
 reloads it only when the configuration's version changed.
 
-The version is a random token in Django's cache, replaced whenever one of those rows is
-saved or deleted (``bump``, wired to the models' signals in ``chats.apps``): at once, so
-the saving process and its transaction see the change, and again after the commit, so
-another process that reloaded in between (and got the rows before the commit) reloads
-once more. Django's cache lives in the process in the embedded default (one process) and
-in Redis when ``REDIS_URL`` is set, so every process sees a change on its next read. A
-missing version (the cache was cleared, Redis restarted) counts as a change.
+The version (``gateway.shared_version``) is replaced whenever one of those rows is saved
+or deleted (``bump``, wired to the models' signals in ``chats.apps``), so every process
+reloads on its next read.
 
 ``current()`` does database work when it reloads: call it where the database may be used
 (in the turn's one database call, in a sync view).
@@ -20,28 +16,24 @@ missing version (the cache was cleared, Redis restarted) counts as a change.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import threading
-import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
-from django.db import transaction
 
 from access.models import ProfileGrant
 from agents.mcp import ServerConfig
 from agents.providers import ProviderConfig
 from agents.sandbox import SandboxPolicy
+from gateway.shared_version import SharedVersion
 from mcp_servers.models import McpServer
 from permissions.models import PermissionPolicy, SandboxConfig
 from profiles.models import ModelProfile
 from usage.models import Budget, ProfilePrice
 
 VERSION_KEY = "gateway:config-version"
+VERSION = SharedVersion(VERSION_KEY, "config-version")
 
 
 @dataclass(frozen=True)
@@ -78,37 +70,8 @@ _snapshot: ConfigSnapshot | None = None
 _loading = threading.Lock()
 
 
-def _stamp_file() -> Path:
-    return Path(settings.GATEWAY_DATA_DIR) / "config-version"
-
-
-def _file_stamp() -> str:
-    """Embedded default: Django's cache is per process, but management commands
-    (``import_clotho``, ``shell``) are other processes; they touch this file, whose inode
-    and mtime every process reads with one ``stat``."""
-    try:
-        st = os.stat(_stamp_file())
-    except FileNotFoundError:
-        return ""
-    return f"{st.st_ino}:{st.st_mtime_ns}"
-
-
-def _touch_stamp() -> None:
-    path = _stamp_file()
-    tmp = path.with_name(f".config-version.{os.getpid()}.{uuid.uuid4().hex[:6]}")
-    with contextlib.suppress(OSError):
-        tmp.write_text(uuid.uuid4().hex)
-        os.replace(tmp, path)
-
-
 def current_version() -> str:
-    version = cache.get(VERSION_KEY)
-    if version is None:
-        cache.add(VERSION_KEY, uuid.uuid4().hex, timeout=None)
-        version = cache.get(VERSION_KEY) or ""
-    if not settings.REDIS_URL:
-        version += ":" + _file_stamp()
-    return version
+    return VERSION.current()
 
 
 def current() -> ConfigSnapshot:
@@ -150,14 +113,7 @@ def _load(version: str) -> ConfigSnapshot:
 
 def bump(**kwargs: Any) -> None:
     """A configuration row changed: every process reloads on its next read."""
-    _new_version()
-    transaction.on_commit(_new_version)
-
-
-def _new_version() -> None:
-    cache.set(VERSION_KEY, uuid.uuid4().hex, timeout=None)
-    if not settings.REDIS_URL:
-        _touch_stamp()
+    VERSION.bump()
 
 
 CACHED_MODELS = (ModelProfile, PermissionPolicy, SandboxConfig, McpServer, ProfileGrant,

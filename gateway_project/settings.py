@@ -101,6 +101,11 @@ GATEWAY_DB_POOL_TIMEOUT = envfloat("GATEWAY_DB_POOL_TIMEOUT", 30.0, minimum=0.1)
 # Threads that run REST views under serve (gateway.infra.view_runner), each keeping its
 # database connection (SQLite) or taking one from the same pool per request (PostgreSQL).
 GATEWAY_REST_THREADS = envint("GATEWAY_REST_THREADS", 4, minimum=1)
+# How long a process may answer a token check from its cache (gateway.auth) when nothing
+# said the token or its user changed: the bound for a change made behind Django's
+# signals (a bulk UPDATE in a shell, SQL). Changes through the API, the admin, the
+# dashboard or a command reach every process at once. 0 checks the database every time.
+GATEWAY_AUTH_CACHE_SECONDS = envfloat("GATEWAY_AUTH_CACHE_SECONDS", 10.0, minimum=0.0)
 if DATABASE_URL:
     # A connection PostgreSQL dropped (restart, pg_terminate_backend, idle timeout) is
     # replaced when it is taken from the pool, without CONN_HEALTH_CHECKS' round trip

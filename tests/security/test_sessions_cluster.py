@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 import websockets
 
+from tests.e2e.server import ROOT
 from tests.fake_upstream import Text, ToolCalls
 from tests.scaleout.conftest import cluster, pg_url, redis_url  # noqa: F401 - fixtures
 
@@ -73,3 +76,32 @@ def test_revoking_on_one_process_closes_the_sockets_on_the_other(cluster: Any,
     assert codes == [4001, 4001]
     assert pending == ["call-x"]
     assert not list(first.data_dir.parent.rglob("proof"))
+
+
+
+def issue_token(server: Any, username: str) -> str:
+    """A token from ``manage.py issue_token``, run beside the cluster's processes."""
+    done = subprocess.run([sys.executable, "manage.py", "issue_token", username],
+                          cwd=ROOT, env=server.env, capture_output=True, text=True,
+                          timeout=60, check=True)
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_a_token_or_user_changed_on_one_process_is_refused_by_the_other_at_once(
+        cluster: Any) -> None:
+    """Each process keeps the tokens it checked; a change through the other process
+    reaches that cache at its next request (the version in Redis), not at some expiry."""
+    first, second = cluster
+    with first.client() as http:
+        created = http.post("/api/tokens", json={"name": "elsewhere"}).json()
+    carol, dave = issue_token(first, "carol"), issue_token(first, "dave")
+    with second.client(created["token"]) as mine, second.client(carol) as hers, \
+            second.client(dave) as his:
+        for http in (mine, hers, his):  # checked, and now kept by the second process
+            assert http.get("/api/chats").status_code == 200
+        with first.client() as http:
+            assert http.delete(f"/api/tokens/{created['id']}").status_code == 204
+            assert http.patch("/api/users/carol", json={"is_active": False}).status_code == 200
+        assert mine.get("/api/chats").status_code == 401
+        assert hers.get("/api/chats").status_code == 401
+        assert his.get("/api/chats").status_code == 200  # nobody changed his

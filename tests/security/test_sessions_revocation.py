@@ -97,9 +97,13 @@ async def test_a_token_that_expires_closes_its_socket(alice: Any) -> None:
 
 
 async def test_a_frame_from_a_revoked_socket_is_not_acted_on(alice: Any, profile: Any,
-                                                             upstream: Any) -> None:
+                                                             upstream: Any,
+                                                             settings: Any) -> None:
     """Deactivated behind the signals' back (a bulk update sends none): the socket is
-    still open, but its next frame finds the token invalid, closes it, stores nothing."""
+    still open, but its next frame finds the token invalid, closes it, stores nothing.
+    (The process's token cache, which such a change reaches only after
+    GATEWAY_AUTH_CACHE_SECONDS, is off here: this is about the frame's own check.)"""
+    settings.GATEWAY_AUTH_CACHE_SECONDS = 0
     chat = await new_chat(alice.user)
     comm, _ = await connect(chat.id, alice.token)
     await database_sync_to_async(
@@ -123,7 +127,9 @@ async def test_a_pending_approval_is_not_approved_by_a_revoked_socket(
     await send(approver, {"type": "user_message", "content": "run it"})
     await receive_until(approver, ev.TOOL_REQUEST)
     # Revoked without a signal (as a bulk delete of rows would be, by raw SQL), so only
-    # the check of each frame stands between the approval and the tool.
+    # the check of each frame stands between the approval and the tool (with the
+    # process's token cache off: such a change reaches it after its bound).
+    settings.GATEWAY_AUTH_CACHE_SECONDS = 0
     await database_sync_to_async(
         lambda: ApiToken.objects.filter(pk=row.pk)._raw_delete("default"))()
 

@@ -1,0 +1,73 @@
+"""A version token every server process reads, for caches kept per process.
+
+A process keeps something it read from the database (the configuration snapshot of
+``chats.config``, the checked tokens of ``gateway.auth``) together with the version it
+read first; when the version it reads now differs, it reads the database again. Whoever
+changes the rows behind such a cache calls ``bump``: at once, so the changing process and
+its transaction see the change, and again after the commit, so another process that
+re-read in between (and got the rows before the commit) re-reads once more.
+
+The version is a random token in Django's cache: per process in the embedded default (one
+server process), in Redis when ``REDIS_URL`` is set, so every process sees a change on its
+next read. A missing token (the cache was cleared, Redis restarted) counts as a change.
+Embedded, management commands (``shell``, ``import_clotho``, ``issue_token``) are other
+processes with their own cache, so a bump also replaces a stamp file in the data
+directory, whose inode and modification time every process reads with one ``stat``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+
+
+class SharedVersion:
+    def __init__(self, key: str, stamp_name: str) -> None:
+        self.key = key  # in Django's cache
+        self.stamp_name = stamp_name  # a file in GATEWAY_DATA_DIR (embedded default)
+
+    def current(self) -> str:
+        """The version now: read it before the rows it guards, never after."""
+        version = cache.get(self.key)
+        if version is None:
+            cache.add(self.key, uuid.uuid4().hex, timeout=None)
+            version = cache.get(self.key) or ""
+        if not settings.REDIS_URL:
+            version += ":" + self._file_stamp()
+        return version
+
+    def bump(self, **kwargs: Any) -> None:
+        """The rows behind the version changed (a signal receiver: takes any arguments)."""
+        self._new()
+        transaction.on_commit(self._new)
+
+    def _new(self) -> None:
+        cache.set(self.key, uuid.uuid4().hex, timeout=None)
+        if not settings.REDIS_URL:
+            self._touch_stamp()
+
+    def _stamp_file(self) -> Path:
+        return Path(settings.GATEWAY_DATA_DIR) / self.stamp_name
+
+    def _file_stamp(self) -> str:
+        try:
+            st = os.stat(self._stamp_file())
+        except FileNotFoundError:
+            return ""
+        return f"{st.st_ino}:{st.st_mtime_ns}"
+
+    def _touch_stamp(self) -> None:
+        path = self._stamp_file()
+        tmp = path.with_name(f".{self.stamp_name}.{os.getpid()}.{uuid.uuid4().hex[:6]}")
+        with contextlib.suppress(OSError):
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # data: private
+            with os.fdopen(fd, "w") as out:
+                out.write(uuid.uuid4().hex)
+            os.replace(tmp, path)
