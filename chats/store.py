@@ -24,8 +24,8 @@ from agents.compaction import summary_message
 from agents.mcp import ServerConfig
 from agents.providers import ProviderConfig
 from agents.sandbox import SandboxPolicy
-from chats import config, titles
-from chats.models import Chat, Compaction, Message, PendingApproval, openai_message
+from chats import config, hotsql, titles
+from chats.models import Chat, Compaction, Message, PendingApproval
 from profiles.models import ModelProfile
 from gateway.auth import Unauthorized, lookup_token
 from gateway.errors import GatewayError
@@ -101,16 +101,16 @@ def enqueue_and_start(chat_id: uuid.UUID, content: Any, stream: bool, owner: str
     # meanwhile either waits for this commit, and its last look for queued messages
     # (``release`` looks at the queue) sees the message, or has released already, and
     # ``try_acquire`` below finds the chat free. Never a message left waiting.
-    Chat.objects.filter(pk=chat_id).update(updated_at=timezone.now(),
-                                           **titles.untitled_set(content))
-    msg = Message.objects.create(chat_id=chat_id, role="user", content=content,
-                                 status="queued", stream=stream)
+    # (chats.hotsql: the statements of every turn, as plain SQL.)
+    hotsql.touch_chat(chat_id, titles.title_from(content))
+    message_id = hotsql.insert_message(chat_id, role="user", content=content,
+                                       status="queued", stream=stream)
     setup = None
     if owner is not None and try_acquire(chat_id, owner, lease):
         setup = _take_next(chat_id)
-    if setup is not None and setup.message_id == msg.id:
-        return msg.id, 1, setup  # it was the oldest waiting, and it runs now
-    return msg.id, Message.objects.filter(chat_id=chat_id, status="queued").count(), setup
+    if setup is not None and setup.message_id == message_id:
+        return message_id, 1, setup  # it was the oldest waiting, and it runs now
+    return message_id, Message.objects.filter(chat_id=chat_id, status="queued").count(), setup
 
 
 def enqueue_checked(token: str, chat_id: uuid.UUID, content: Any, stream: bool,
@@ -130,9 +130,7 @@ def has_queued(chat_id: uuid.UUID) -> bool:
 def try_acquire(chat_id: uuid.UUID, owner: str, lease: float) -> bool:
     """Take the chat's turn lock if it is free. A lock whose lease ran out (its process
     died) is not taken here: ``settle_dead_turn`` repairs the chat and frees it first."""
-    until = timezone.now() + dt.timedelta(seconds=lease)
-    return bool(Chat.objects.filter(pk=chat_id, turn_owner__isnull=True)
-                .update(turn_owner=owner, turn_lease_until=until))
+    return hotsql.try_acquire(chat_id, owner, timezone.now() + dt.timedelta(seconds=lease))
 
 
 def orphan_queues() -> list[uuid.UUID]:
@@ -216,15 +214,16 @@ def _next_position(chat_id: uuid.UUID) -> int:
 def history_for_model(chat_id: uuid.UUID) -> list[dict[str, Any]]:
     """The conversation as the model is sent it after the system prompt: the summary of
     the latest compaction (if any), then every message it did not replace."""
-    rows = Message.objects.filter(chat_id=chat_id, compacted=False, position__isnull=False) \
-        .exclude(role="system").exclude(status="superseded").order_by("position") \
-        .values_list(*Message.OPENAI_FIELDS)  # four columns, no model instance a row
     summary = Compaction.objects.filter(chat_id=chat_id).order_by("-id") \
         .values_list("summary", flat=True).first()
+    return _history(summary, chat_id)
+
+
+def _history(summary: str | None, chat_id: uuid.UUID) -> list[dict[str, Any]]:
     head = [summary_message(summary)] if summary is not None else []
     # encodable: text stored before input was checked may hold lone surrogates, which
     # no request to the model can carry; they go as U+FFFD and the chat keeps working.
-    return encodable([*head, *(openai_message(*row) for row in rows)])
+    return encodable([*head, *hotsql.conversation(chat_id)])
 
 
 def provider_config(profile: ModelProfile | None, *, with_key: bool = True
@@ -265,52 +264,61 @@ def next_or_release(chat_id: uuid.UUID, owner: str, lease: float, last_seq: int
     stored meanwhile (``enqueue_and_start`` locks the row first too) is either seen
     here and started, or stored after the release and started by its sender."""
     until = timezone.now() + dt.timedelta(seconds=lease)
-    if not Chat.objects.filter(pk=chat_id, turn_owner=owner).update(
-            turn_lease_until=until, last_seq=last_seq):
+    if not hotsql.renew(chat_id, owner, until, last_seq):
         return None
     setup = _take_next(chat_id)
     if setup is None:
-        Chat.objects.filter(pk=chat_id, turn_owner=owner).update(
-            turn_owner=None, turn_lease_until=None)
+        hotsql.give_back(chat_id, owner)
     return setup
 
 
 def _take_next(chat_id: uuid.UUID) -> TurnSetup | None:
     """``start_next``'s work, inside the caller's transaction, the lock held. Profiles,
     policy, sandbox and MCP servers come from the process's cached configuration
-    (``chats.config``), not from their tables."""
-    msg = Message.objects.filter(chat_id=chat_id, status="queued").order_by("id").first()
-    if msg is None:
+    (``chats.config``), not from their tables; the owner's row is read only when a grant
+    or a budget applies, or no default profile does."""
+    nxt = hotsql.next_turn(chat_id)
+    if nxt is None or nxt.message_id is None:
         return None
-    chat = Chat.objects.select_related("owner").get(pk=chat_id)
-    msg.position = _next_position(chat_id)
-    msg.status = "done"
-    msg.save(update_fields=["position", "status"])
+    hotsql.take_message(nxt.message_id, nxt.next_position)
+    users = get_user_model()
+    owner = None  # the owner's row, read when needed
+
+    def full_owner() -> Any:
+        nonlocal owner
+        if owner is None:
+            owner = users.objects.get(pk=nxt.owner_id)
+        return owner
+
     snapshot = config.current()
-    profile_id = chat.profile_id
+    profile_id = nxt.profile_id
     if profile_id is None:  # the default, or the first profile the owner may use
         profile_id = snapshot.default_profile_id
         if profile_id is None or profile_id in snapshot.granted_profiles:
-            default = default_for(chat.owner)
+            default = default_for(full_owner())
             profile_id = default.pk if default else None
     provider = snapshot.provider(profile_id) if profile_id is not None else None
     charge_id, refusal, wants_title = None, None, False
-    history = history_for_model(chat_id)
+    history = _history(nxt.summary, chat_id)
     if provider is not None:  # model access and budgets, before any upstream call
         used = profile_id if profile_id in snapshot.profiles else snapshot.default_profile_id
-        wants_title = chat.title_auto and len(history) == 1 and used in snapshot.auto_title
-        try:
-            charge_id = usage_turns.admit_starting(
-                chat.owner, str(chat_id), used, granted=used in snapshot.granted_profiles,
-                budgets=snapshot.budgets_exist)
-        except GatewayError as exc:
-            refusal = exc
+        wants_title = nxt.title_auto and len(history) == 1 and used in snapshot.auto_title
+        granted, budgets = used in snapshot.granted_profiles, snapshot.budgets_exist
+        if granted or budgets:
+            try:
+                charge_id = usage_turns.admit_starting(
+                    full_owner(), str(chat_id), used, granted=granted, budgets=budgets)
+            except GatewayError as exc:
+                refusal = exc
+    # workspace_for needs the id (and, to move a folder of before, the name) only.
+    workspace = workspace_for(owner or users(pk=nxt.owner_id,
+                                             **{users.USERNAME_FIELD: nxt.username}))
     return TurnSetup(
-        message_id=msg.id, stream=msg.stream, owner_id=chat.owner_id,
-        owner_name=chat.owner.get_username(), workspace=workspace_for(chat.owner),
+        message_id=nxt.message_id, stream=nxt.stream, owner_id=nxt.owner_id,
+        owner_name=nxt.username, workspace=workspace,
         provider=provider, history=history, mode=snapshot.mode,
-        overrides=dict(snapshot.overrides), allowed_tools=set(chat.allowed_tools),
-        sandbox=snapshot.sandbox, next_position=msg.position + 1,
+        overrides=dict(snapshot.overrides), allowed_tools=set(nxt.allowed_tools),
+        sandbox=snapshot.sandbox, next_position=nxt.next_position + 1,
         mcp_servers=snapshot.mcp_servers, charge_id=charge_id, refusal=refusal,
         wants_title=wants_title,
     )
@@ -331,10 +339,10 @@ class MessageWriter:
         self.next_position = next_position
 
     def add(self, **fields: Any) -> int:
-        msg = Message.objects.create(chat_id=self.chat_id, position=self.next_position,
-                                     **fields)
+        message_id = hotsql.insert_message(self.chat_id, position=self.next_position,
+                                           **fields)
         self.next_position += 1
-        return msg.id
+        return message_id
 
 
 def allow_tool_for_chat(chat_id: uuid.UUID, tool_name: str) -> None:

@@ -93,9 +93,10 @@ def test_an_open_profile_without_budgets_is_admitted_without_queries_for_them(
     _start(chat)  # the configuration is cached from here on
     Message.objects.create(chat=chat, role="user", content="again", status="queued")
     Chat.objects.filter(pk=chat.pk).update(turn_owner="p:1")
-    # The transaction's savepoint and its release; the lease, the message, the chat, the
-    # position, the message's save, the compaction and the history: none for admission.
-    with django_assert_num_queries(9):
+    # The transaction's savepoint and its release; the lease, the chat with its queued
+    # message, position and summary (chats.hotsql), the message's save and the history:
+    # none for admission.
+    with django_assert_num_queries(6):
         setup = store.start_next(chat.pk, "p:1", 30)
     assert setup.refusal is None and setup.charge_id is None
 
