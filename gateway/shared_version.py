@@ -18,7 +18,9 @@ directory, whose inode and modification time every process reads with one ``stat
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -27,18 +29,31 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 
+logger = logging.getLogger(__name__)
+
 
 class SharedVersion:
     def __init__(self, key: str, stamp_name: str) -> None:
         self.key = key  # in Django's cache
         self.stamp_name = stamp_name  # a file in GATEWAY_DATA_DIR (embedded default)
+        self._warned = -1e9
 
     def current(self) -> str:
-        """The version now: read it before the rows it guards, never after."""
-        version = cache.get(self.key)
-        if version is None:
-            cache.add(self.key, uuid.uuid4().hex, timeout=None)
-            version = cache.get(self.key) or ""
+        """The version now: read it before the rows it guards, never after. When the
+        cache cannot be read (Redis away), a version nobody had: every reader reads the
+        database, and nothing fails because the cache did."""
+        try:
+            version = cache.get(self.key)
+            if version is None:
+                cache.add(self.key, uuid.uuid4().hex, timeout=None)
+                version = cache.get(self.key) or ""
+        except Exception as exc:  # noqa: BLE001 - any cache backend's failure
+            now = time.monotonic()
+            if now - self._warned > 60:
+                self._warned = now
+                logger.warning("could not read %s from the cache (%r); reading the "
+                               "database every time until it answers", self.key, exc)
+            return "unknown:" + uuid.uuid4().hex
         if not settings.REDIS_URL:
             version += ":" + self._file_stamp()
         return version

@@ -117,3 +117,17 @@ async def test_after_a_turn_the_skills_mirror_is_repaired(tmp_path: Path, settin
     mirrored.write_text("tampered by a tool")
     await system_prompt.prepare(setup)  # what the turn runner does after each turn
     assert "Ship it." in mirrored.read_text()
+
+
+def test_a_cache_that_cannot_be_read_means_reading_the_database(
+        profile: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.core.cache import cache
+
+    config.current()
+
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError("Redis away")
+
+    monkeypatch.setattr(cache, "get", down)
+    ModelProfile.objects.filter(pk=profile.pk).update(model="changed-behind-its-back")
+    assert config.current().provider(profile.pk).model == "changed-behind-its-back"
