@@ -3,12 +3,14 @@ notifies when its turns end, and the receiver of ``gateway.hooks.turn_ended``.""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 
 from gateway.errors import GatewayError
+from gateway.shared_version import SharedVersion
 from notifications import outbox
 from notifications.models import ChatNotify, Destination
 from notifications.targets import check_target
@@ -89,10 +91,36 @@ def set_chat_notify(user: AbstractBaseUser, chat: Any, destination_id: int | Non
     return chat_notify(chat)
 
 
+# Which chats have a destination to tell, kept per process under a version that every
+# save or delete of a ``ChatNotify`` replaces (``notifications.apps``), so the end of a
+# turn costs no query when its chat has none (most do not).
+NOTIFY_VERSION = SharedVersion("gateway:chat-notify-version", "chat-notify-version")
+_notified: tuple[str, frozenset[str]] = ("", frozenset())
+
+
+def notified_chats() -> frozenset[str]:
+    """The ids of the chats with a ``ChatNotify`` row, as ``str(UUID)``."""
+    global _notified
+    version = NOTIFY_VERSION.current()  # before the rows: a later change replaces it
+    if _notified[0] != version:
+        _notified = (version, frozenset(
+            str(pk) for pk in ChatNotify.objects.values_list("chat_id", flat=True)))
+    return _notified[1]
+
+
+def _normal(chat_id: Any) -> str:
+    try:
+        return str(uuid.UUID(str(chat_id)))
+    except ValueError:
+        return str(chat_id)
+
+
 def on_turn_ended(sender: Any, chat_id: str, message_id: int | None, stop_reason: str,
                   summary: Any, **kwargs: Any) -> None:
     """Queue a delivery of the turn's answer (or its error) to the chat's destination;
     the sender cuts it to the destination's limit with a link back to the chat."""
+    if _normal(chat_id) not in notified_chats():
+        return  # no query for the (many) chats nobody asked to be told about
     row = ChatNotify.objects.select_related("destination").filter(chat_id=chat_id).first()
     if row is None or not row.destination.enabled:
         return

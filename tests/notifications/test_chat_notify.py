@@ -52,6 +52,29 @@ def test_a_chat_notifies_one_of_its_owners_destinations_until_unset(alice):
 
 
 @pytest.mark.django_db
+def test_the_end_of_a_turn_costs_no_query_unless_its_chat_notifies(
+        alice, django_assert_num_queries):
+    from notifications.models import Delivery
+    from notifications.services import on_turn_ended
+
+    chat = Chat.objects.create(owner=alice.user)
+
+    def ended(summary: Any) -> None:
+        on_turn_ended(None, chat_id=chat.pk.hex, message_id=7, stop_reason="end_turn",
+                      summary=summary)
+
+    def unused() -> dict:
+        raise AssertionError("no summary for a chat nobody notifies")
+
+    ended(unused)  # reads which chats notify once
+    with django_assert_num_queries(0):
+        ended(unused)
+    ChatNotify.objects.create(chat=chat, destination=destination(alice.user, "phone"))
+    ended(lambda: {"chat_title": "", "text": "the answer", "status": "completed"})
+    assert Delivery.objects.filter(chat_id=chat.pk).count() == 1
+
+
+@pytest.mark.django_db
 def test_another_users_destination_or_chat_is_not_found(alice, bob):
     chat = Chat.objects.create(owner=alice.user)
     bobs = destination(bob.user, "bobs-phone")
