@@ -26,6 +26,7 @@ from django.db import connection
 from django.utils import timezone
 
 from chats.models import Chat, Compaction, Message, openai_message
+from gateway import rawsql
 
 
 def _q(name: str) -> str:
@@ -71,43 +72,10 @@ def _json(model: Any, field: str, value: Any) -> Any:
 
 # --- the message ---------------------------------------------------------------------
 
-@functools.cache
-def _insert_message() -> tuple[str, tuple[Any, ...]]:
-    fields = tuple(f for f in Message._meta.concrete_fields if not f.primary_key)
-    columns = ", ".join(_q(f.column) for f in fields)
-    marks = ", ".join(["%s"] * len(fields))
-    sql = f"INSERT INTO {_tables()['msg']} ({columns}) VALUES ({marks})"
-    if connection.features.can_return_columns_from_insert:
-        sql += f" RETURNING {_tables()['m_id']}"
-    return sql, fields
-
-
 def insert_message(chat_id: uuid.UUID | str, **given: Any) -> int:
     """``Message.objects.create(chat_id=..., **given)`` (no signals are connected to
     messages); returns the new id."""
-    sql, fields = _insert_message()
-    unknown = set(given) - {n for f in fields for n in (f.name, f.attname)}
-    if unknown:
-        raise TypeError(f"Message has no field(s) {sorted(unknown)}")
-    values = []
-    now = timezone.now()
-    for f in fields:
-        if f.attname == "chat_id":
-            value = chat_id
-        elif f.attname in given:
-            value = given[f.attname]
-        elif f.name in given:
-            value = given[f.name]
-        elif getattr(f, "auto_now_add", False) or getattr(f, "auto_now", False):
-            value = now
-        else:
-            value = f.get_default()
-        values.append(f.get_db_prep_save(value, connection))
-    with connection.cursor() as cursor:
-        cursor.execute(sql, values)
-        if connection.features.can_return_columns_from_insert:
-            return cursor.fetchone()[0]
-        return cursor.lastrowid
+    return rawsql.insert(Message, chat_id=chat_id, **given)
 
 
 # --- the chat's row and its lock -------------------------------------------------------

@@ -20,6 +20,7 @@ from django.db.models import Count, F, Max, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate, TruncMonth
 from django.utils import timezone
 
+from gateway import rawsql
 from gateway.errors import GatewayError
 from usage.models import Budget, TurnCharge, UsageRecord, money
 
@@ -50,12 +51,22 @@ def record_call(*, user_id: int, chat_id: str | None, profile_name: str, model: 
                   output_tokens=output_tokens, duration_ms=duration_ms, cost=cost,
                   charge_id=charge_id, purpose=purpose)
     if charge_id is None:
-        return UsageRecord.objects.create(**fields)
+        return _insert_record(fields)
     with transaction.atomic():
-        record = UsageRecord.objects.create(**fields)
+        record = _insert_record(fields)
         TurnCharge.objects.filter(pk=charge_id).update(
             tokens=F("tokens") + input_tokens + output_tokens,
             cost=F("cost") + (cost or ZERO))
+    return record
+
+
+def _insert_record(fields: dict[str, Any]) -> UsageRecord:
+    """``UsageRecord.objects.create`` without the ORM's insert machinery (a row every
+    model call; ``gateway.rawsql``); the record is built from what was stored."""
+    now = timezone.now()
+    pk = rawsql.insert(UsageRecord, created_at=now, **fields)
+    record = UsageRecord(pk=pk, created_at=now, **fields)
+    record._state.adding = False
     return record
 
 
