@@ -201,3 +201,27 @@ def test_a_bad_warm_sandbox_setting_stops_the_start(name: str, raw: str, tmp_pat
                          env={**os.environ, name: raw, "GATEWAY_DATA_DIR": str(tmp_path)})
     assert run.returncode != 0
     assert f"{name} must be" in run.stderr
+
+
+@pytest.mark.parametrize("raw, bound", [(None, True), ("false", False)])
+def test_postgresql_binds_parameters_unless_told_not_to(raw: str | None, bound: bool,
+                                                        tmp_path: Path) -> None:
+    """Server-side binding (and prepared statements) is the default; PgBouncer in
+    transaction mode needs GATEWAY_DB_SERVER_BINDING=false."""
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "GATEWAY_DATA_DIR": str(tmp_path),
+           "DATABASE_URL": "postgres://u@127.0.0.1:9/x"}
+    env.pop("GATEWAY_DB_SERVER_BINDING", None)
+    if raw is not None:
+        env["GATEWAY_DB_SERVER_BINDING"] = raw
+    code = ("import json, django; from django.conf import settings; django.setup(); "
+            "print(json.dumps(settings.DATABASES['default']['OPTIONS']['server_side_binding']))")
+    run = subprocess.run([sys.executable, "-c", code], cwd=root, text=True, timeout=120,
+                         capture_output=True,
+                         env={**env, "DJANGO_SETTINGS_MODULE": "gateway_project.settings"})
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout.strip().splitlines()[-1]) is bound
