@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.consumer import get_handler_name
 from django.conf import settings
 from django.utils import timezone
 
@@ -86,6 +87,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.token = ""
         self.auth_groups: list[str] = []
         self.expiry_watch: asyncio.Task[None] | None = None
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Channels' own ``dispatch``, without its ``aclose_old_connections()`` before every
+        message: a thread hop (through asgiref's one thread-sensitive thread, shared by
+        the process) for each frame received and, in team mode, for each event of the
+        chat's group, every delta included. This consumer touches the database only
+        through ``gateway.infra.db``, whose calls close stale connections on their own
+        thread before and after (``DatabaseSyncToAsync``)."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def connect(self) -> None:
         query = _query(self.scope)

@@ -322,3 +322,27 @@ async def test_a_socket_per_chat_only_sees_its_own_chat(alice, profile, upstream
     await comm_two.disconnect()
 
 
+
+
+async def test_frames_cost_no_thread_hop_to_close_connections(alice, profile, upstream,
+                                                              monkeypatch):
+    """Channels' ``dispatch`` runs ``aclose_old_connections()`` (a hop to asgiref's one
+    shared thread) before every message a consumer gets; the chat socket skips it: its
+    database work closes stale connections on its own threads (``gateway.infra.db``)."""
+    import channels.consumer
+
+    hops = []
+
+    async def counted() -> None:
+        hops.append(1)
+
+    monkeypatch.setattr(channels.consumer, "aclose_old_connections", counted)
+    chat = await new_chat(alice.user)
+    comm, _ = await connect(chat.id, alice.token)
+    await send(comm, {"type": "user_message", "content": "one"})
+    events = await receive_until(comm, ev.TURN_COMPLETE)
+    assert text_of(events) == "echo: one"
+    await send(comm, "not json")
+    assert (await comm.receive_json_from(timeout=5))["type"] == ev.ERROR
+    await comm.disconnect()
+    assert hops == []
