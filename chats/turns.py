@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import transaction
 
 from agents import events as ev
 from agents.loop import Decision, TurnSpec, arguments_for_display, run_turn
@@ -244,20 +245,36 @@ def _call_dict(call: ToolCall) -> dict[str, Any]:
 
 
 class DbTurnStore:
-    """The loop's ``TurnStore`` on the ORM."""
+    """The loop's ``TurnStore`` on the ORM. A reply is stored in the same database call
+    as the ledger rows of the model calls before it (``ledger``)."""
 
     def __init__(self, writer: store.MessageWriter,
-                 on_tool_calls: Callable[[list[dict[str, Any]]], None] | None = None
-                 ) -> None:
+                 on_tool_calls: Callable[[list[dict[str, Any]]], None] | None = None,
+                 ledger: usage_turns.TurnLedger | None = None) -> None:
         self.writer = writer
         self.on_tool_calls = on_tool_calls  # told of every reply's tool calls (the audit)
+        self.ledger = ledger
 
     async def save_assistant(self, text: str, tool_calls: list[dict[str, Any]] | None,
                              usage: dict[str, int], model: str, status: str) -> None:
-        await db(self.writer.add)(role="assistant", content=text, tool_calls=tool_calls,
-                                  usage=usage or None, model=model, status=status)
+        calls = self.ledger.take() if self.ledger else []
+        try:
+            await db(self._save_reply)(calls, role="assistant", content=text,
+                                       tool_calls=tool_calls, usage=usage or None,
+                                       model=model, status=status)
+        except BaseException:
+            if self.ledger:  # the turn's end writes them (``TurnLedger.flush``)
+                self.ledger.give_back(calls)
+            raise
         if tool_calls and self.on_tool_calls:
             self.on_tool_calls(tool_calls)
+
+    def _save_reply(self, calls: list[Any], **fields: Any) -> int:
+        if not (calls and self.ledger):
+            return self.writer.add(**fields)
+        with transaction.atomic():  # both or neither: a retry must not count twice
+            self.ledger.write(calls)
+            return self.writer.add(**fields)
 
     async def save_tool_result(self, call_id: str, tool_name: str, content: str,
                                is_error: bool) -> None:
@@ -554,6 +571,8 @@ class TurnManager:
         # MCP servers connected, config changes applied (the setup read the config).
         await mcp_runtime.ensure_started(list(setup.mcp_servers))
         prompt = await system_prompt.system_prompt_for(chat_id, setup)
+        ledger = usage_turns.TurnLedger(setup.owner_id, chat_id, setup.provider.name, charge,
+                                        username=setup.owner_name)
         spec = TurnSpec(
             provider=setup.provider,
             messages=[{"role": "system", "content": prompt}, *setup.history],
@@ -567,12 +586,11 @@ class TurnManager:
             timeout=settings.GATEWAY_UPSTREAM_TIMEOUT,
             retries=settings.GATEWAY_UPSTREAM_RETRIES, refresh_env=_current_env(setup.owner_id),
             max_wait=settings.GATEWAY_STREAM_MAX_WAIT_MS / 1000,
-            on_model_call=usage_turns.recorder(setup.owner_id, chat_id, setup.provider.name,
-                                               charge, username=setup.owner_name),
+            on_model_call=ledger,
         )
         gate = ApprovalGate(chat_id, emit, control, setup.allowed_tools)
         turn_store = DbTurnStore(store.MessageWriter(uuid.UUID(chat_id), setup.next_position),
-                                 on_tool_calls=tool_audit.expect)
+                                 on_tool_calls=tool_audit.expect, ledger=ledger)
         # A compaction's summary is a model call of the turn too: same ledger, same charge.
         summaries = usage_turns.recorder(setup.owner_id, chat_id, setup.provider.name, charge,
                                          purpose="compaction", username=setup.owner_name)
@@ -588,7 +606,7 @@ class TurnManager:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            await asyncio.shield(usage_turns.close(charge))
+            await asyncio.shield(self._close_charge(ledger, charge))
             # Tool calls the turn never gave a result event (cut off by a cancel or a
             # failure) are audited now, once each.
             await asyncio.shield(tool_audit.close(*(
@@ -602,6 +620,15 @@ class TurnManager:
         if not task.cancelled() and task.exception():
             raise task.exception()  # type: ignore[misc]
         await self.hub.flush(chat_id)  # the turn's events are in Redis, or it failed
+
+    @staticmethod
+    async def _close_charge(ledger: usage_turns.TurnLedger, charge: int | None) -> None:
+        """The model calls no reply was stored with (a cancel, a failure) go to the
+        ledger, then the turn's charge closes."""
+        try:
+            await _retrying(ledger.flush)
+        finally:
+            await usage_turns.close(charge)
 
     async def _emit(self, chat_id: str, setup: store.TurnSetup | None, event_type: str,
                     data: dict[str, Any]) -> None:

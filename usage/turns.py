@@ -68,3 +68,44 @@ def recorder(user_id: int, chat_id: str, profile_name: str, charge_id: int | Non
             username=username)
 
     return on_model_call
+
+
+class TurnLedger:
+    """A turn's own model calls, kept until the turn's next database write takes them
+    (``rows``, run in the same call as the reply's message: one thread hop, not two, at
+    the end of every model call). ``flush`` writes what is still kept: the runner calls
+    it when the turn ends, before the charge is closed, however the turn ended."""
+
+    def __init__(self, user_id: int, chat_id: str, profile_name: str,
+                 charge_id: int | None, username: str | None = None) -> None:
+        self.fields = {"user_id": user_id, "chat_id": chat_id, "profile_name": profile_name,
+                       "charge_id": charge_id, "purpose": "turn", "username": username}
+        self.pending: list[ModelCall] = []
+
+    async def __call__(self, call: ModelCall) -> None:
+        """The loop's ``on_model_call``: nothing written yet."""
+        self.pending.append(call)
+
+    def take(self) -> list[ModelCall]:
+        taken, self.pending = self.pending, []
+        return taken
+
+    def give_back(self, calls: list[ModelCall]) -> None:
+        """Calls whose write failed: kept for the next write or the flush."""
+        self.pending[:0] = calls
+
+    def write(self, calls: list[ModelCall]) -> None:
+        """The ledger rows of ``calls`` (sync, on a database thread)."""
+        for call in calls:
+            services.record_call(model=call.model, input_tokens=call.input_tokens,
+                                 output_tokens=call.output_tokens,
+                                 duration_ms=call.duration_ms, **self.fields)
+
+    async def flush(self) -> None:
+        calls = self.take()
+        if calls:
+            try:
+                await db(self.write)(calls)
+            except BaseException:
+                self.give_back(calls)
+                raise
