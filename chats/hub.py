@@ -8,7 +8,12 @@ database access and no thread hop here.
 ``LocalEventHub`` keeps seq and the window in process memory, which is right for one
 process (the embedded default); ``RedisEventHub`` keeps them in Redis for several.
 Either way the sockets of this process subscribe to the hub and get events by a direct
-call: the channel layer carries no events (only cancels and verdicts, ``turnctl.<id>``).
+call: the channel layer carries no events.
+
+The hub also carries a running turn's controls (cancels, approval verdicts) from
+whichever process or socket sends them to the turn's inbox (``send_control``,
+``watch_control``): in process memory, or on the Redis connection that already listens
+for events, so a turn costs no subscription of its own.
 """
 
 from __future__ import annotations
@@ -29,11 +34,6 @@ logger = logging.getLogger(__name__)
 
 def group_name(chat_id: str) -> str:
     return f"chat.{chat_id}"
-
-
-def control_group(chat_id: str) -> str:
-    """The group a running turn listens on for cancels and verdicts."""
-    return f"turnctl.{chat_id}"
 
 
 def now_iso() -> str:
@@ -77,7 +77,29 @@ class Replay:
     partial_text: str        # streamed text of the model call in progress
 
 
-class LocalEventHub:
+class _Inboxes:
+    """The running turns of this process, by chat: each gets the controls of its chat
+    (``inbox.deliver(message)``, which may be called from any thread)."""
+
+    def __init__(self) -> None:
+        self._inboxes: dict[str, set[Any]] = {}
+
+    def _add_inbox(self, chat_id: str, inbox: Any) -> None:
+        self._inboxes.setdefault(chat_id, set()).add(inbox)
+
+    def unwatch_control(self, chat_id: str, inbox: Any) -> None:
+        inboxes = self._inboxes.get(chat_id)
+        if inboxes is not None:
+            inboxes.discard(inbox)
+            if not inboxes:
+                del self._inboxes[chat_id]
+
+    def _deliver_control(self, chat_id: str, message: dict[str, Any]) -> None:
+        for inbox in tuple(self._inboxes.get(chat_id, ())):
+            inbox.deliver(message)
+
+
+class LocalEventHub(_Inboxes):
     """seq, replay window and fan-out for one process."""
 
     # Sockets of this process subscribe here and get each event by a direct call: with
@@ -86,6 +108,7 @@ class LocalEventHub:
     local_delivery = True
 
     def __init__(self, max_events: int, max_chats: int = 2000) -> None:
+        super().__init__()
         self.max_events = max_events
         self.max_chats = max_chats
         self._streams: OrderedDict[str, _Stream] = OrderedDict()
@@ -124,6 +147,13 @@ class LocalEventHub:
 
     async def flush(self, chat_id: str) -> None:
         """Nothing waits here: ``publish`` delivers before it returns."""
+
+    async def watch_control(self, chat_id: str, inbox: Any) -> None:
+        """``inbox`` gets every control of the chat sent from now on."""
+        self._add_inbox(chat_id, inbox)
+
+    async def send_control(self, chat_id: str, message: dict[str, Any]) -> None:
+        self._deliver_control(chat_id, message)
 
     async def publish(self, chat_id: str, event_type: str, data: dict[str, Any]) -> int:
         """Number, keep and fan out one event; returns its seq. The chat must be loaded."""
@@ -184,6 +214,10 @@ redis.call('PUBLISH', KEYS[3], seq .. '|' .. text)
 return seq
 """
 _CHANNEL_PREFIX = "gw:chat:"
+_CONTROL_PREFIX = "gw:ctl:"  # a chat's controls (cancel, verdicts), JSON
+# How long a turn waits at its start for the event channel to listen (its first start
+# in this process only): a control sent before that would reach nobody.
+_LISTEN_WAIT = 5.0
 # A chat's events wait while the previous round is on the wire; past this many the
 # publisher waits for the flush (memory stays bounded when Redis is slow).
 _OUTBOX_LIMIT = 2000
@@ -230,14 +264,15 @@ class _Tap:
         await self.subscriber.deliver(seq, text)
 
 
-class RedisEventHub:
+class RedisEventHub(_Inboxes):
     """seq, the replay window and fan-out in Redis, shared by every server process.
 
     Keys: ``gw:chat:<id>:seq`` (the counter, seeded from the database) and
     ``gw:chat:<id>:events`` (a sorted set scored by seq, members ``<type>|<json>``).
     Fan-out: each event is published on the channel ``gw:chat:<id>`` by the same script
     that numbers it; every process listens to ``gw:chat:*`` on one connection and hands
-    events to its own sockets by a direct call, in the order Redis numbered them.
+    events to its own sockets by a direct call, in the order Redis numbered them. Controls
+    go on ``gw:ctl:<id>``, read on the same connection, to the chat's running turn.
 
     ``publish`` does not wait for Redis: events queue while the previous round is on the
     wire and go out as one pipeline per round (every chat's, each chat's in order), so a
@@ -250,6 +285,7 @@ class RedisEventHub:
     local_delivery = True  # sockets subscribe here (see ``subscribe``)
 
     def __init__(self, url: str, max_events: int, retry_seconds: float = 15.0) -> None:
+        super().__init__()
         self.url = url
         self.max_events = max_events
         self.retry_seconds = retry_seconds
@@ -379,6 +415,24 @@ class RedisEventHub:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
+    # -- controls ------------------------------------------------------------------------
+    async def watch_control(self, chat_id: str, inbox: Any) -> None:
+        """``inbox`` gets every control of the chat sent, by any process, once this
+        process listens (waited for, bounded, at the first turn of a process)."""
+        self._add_inbox(chat_id, inbox)
+        self._ensure_listener()
+        if not self._listening.is_set():
+            try:
+                await asyncio.wait_for(self._listening.wait(), _LISTEN_WAIT)
+            except TimeoutError:
+                logger.warning("the Redis event channel is not listening yet: a cancel "
+                               "of chat %s sent now would be missed", chat_id)
+
+    async def send_control(self, chat_id: str, message: dict[str, Any]) -> None:
+        """To the chat's running turn, in whatever process (this one included: it gets
+        its own publication, so a control is delivered once, the same way everywhere)."""
+        await self._redis().publish(f"{_CONTROL_PREFIX}{chat_id}", json.dumps(message))
+
     # -- local subscribers ---------------------------------------------------------------
     def subscribe(self, chat_id: str, subscriber: Any, after: int = 0) -> None:
         """``subscriber.deliver(seq, text)`` is awaited for every event after ``after``
@@ -429,11 +483,13 @@ class RedisEventHub:
         while True:
             pubsub = self._redis().pubsub()
             try:
-                await pubsub.psubscribe(f"{_CHANNEL_PREFIX}*")
-                while True:  # the confirmation: from here on no event is missed
+                patterns = (f"{_CHANNEL_PREFIX}*", f"{_CONTROL_PREFIX}*")
+                await pubsub.psubscribe(*patterns)
+                confirmed = 0
+                while confirmed < len(patterns):  # from here on nothing is missed
                     message = await pubsub.get_message(timeout=5)
                     if message and message["type"] == "psubscribe":
-                        break
+                        confirmed += 1
                 self._listening.set()
                 delay = 0.1
                 for chat_id, taps in list(self._taps.items()):
@@ -443,7 +499,12 @@ class RedisEventHub:
                     message = await pubsub.get_message(ignore_subscribe_messages=True,
                                                        timeout=30)
                     if message is not None and message["type"] == "pmessage":
-                        await self._dispatch(message["channel"], message["data"])
+                        channel = message["channel"]
+                        if channel.startswith(b"gw:ctl:"):
+                            self._deliver_control(channel[len(_CONTROL_PREFIX):].decode(),
+                                                  json.loads(message["data"]))
+                        else:
+                            await self._dispatch(channel, message["data"])
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - Redis went away: hold events, reconnect

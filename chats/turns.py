@@ -2,8 +2,9 @@
 
 One ``TurnManager`` per process. A user message is stored as queued; whoever takes the
 chat's lock (a conditional UPDATE, so it holds across processes) drains the queue one
-turn at a time. Cancels and verdicts reach the running turn through the channel layer
-group ``turnctl.<chat>``, so they work from any socket, any REST call, any process.
+turn at a time. Cancels and verdicts reach the running turn through the event hub
+(``chats.hub``: process memory, or Redis pub/sub), so they work from any socket, any
+REST call, any process.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import uuid
 from dataclasses import replace
 from typing import Any, Callable
 
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
 
@@ -30,7 +30,7 @@ from agents.sandbox import SandboxPolicy
 from agents.tools import ToolEnv
 from audit.services import ToolAudit
 from chats import compaction, history, store, system_prompt
-from chats.hub import control_group, make_hub
+from chats.hub import make_hub
 from files import services as files_services
 from mcp_servers import runtime as mcp_runtime
 from gateway.infra import db, is_infrastructure_error
@@ -39,69 +39,44 @@ from usage import turns as usage_turns
 
 logger = logging.getLogger(__name__)
 turn_log = logging.getLogger("gateway.turn")
-CLOSE_TIMEOUT = 2.0  # seconds a turn's end waits for its control channel to close
 
 
 class ControlChannel:
-    """The running turn's inbox: cancels and verdicts sent to ``turnctl.<chat>``."""
+    """The running turn's inbox: the cancels and verdicts of its chat, sent by any socket
+    or process (``TurnManager.cancel``, ``send_verdicts``) through the event hub."""
 
-    def __init__(self, chat_id: str) -> None:
+    def __init__(self, chat_id: str, hub: Any) -> None:
         self.chat_id = chat_id
-        self.layer = get_channel_layer()
+        self.hub = hub
         self.verdicts: asyncio.Queue[dict[str, str]] = asyncio.Queue()
         self.on_cancel: Any = None
-        self.channel = ""
-        self._reader: asyncio.Task[None] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     async def open(self) -> None:
-        self.channel = await self.layer.new_channel()
-        await self.layer.group_add(control_group(self.chat_id), self.channel)
-        self._reader = asyncio.create_task(self._read())
+        self.loop = asyncio.get_running_loop()
+        await self.hub.watch_control(self.chat_id, self)
 
     async def close(self) -> None:
-        """Leave the group. Bounded: the turn's lock is released after this, and a close
-        that hung kept a chat's queue from running until another process took the lock
-        over (channels_redis's ``receive`` can stay stuck in a cancel, seen on PostgreSQL
-        + Redis in ``test_budget_race``)."""
-        if self._reader:
-            self._reader.cancel()
-            done, _ = await asyncio.wait({self._reader}, timeout=CLOSE_TIMEOUT)
-            if not done:
-                logger.warning("the control channel of chat %s did not stop within %g s",
-                               self.chat_id, CLOSE_TIMEOUT)
+        self.hub.unwatch_control(self.chat_id, self)
+
+    def deliver(self, message: dict[str, Any]) -> None:
+        """A control for this turn, from any thread (a REST view's among them)."""
+        if self.loop is None:
+            return
         try:
-            await asyncio.wait_for(
-                self.layer.group_discard(control_group(self.chat_id), self.channel),
-                CLOSE_TIMEOUT)
-        except Exception as exc:  # the membership expires by itself (group_expiry)
-            if not (is_infrastructure_error(exc) or isinstance(exc, TimeoutError)):
-                raise
-            logger.warning("could not leave the control group of chat %s: %r",
-                           self.chat_id, exc)
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            self._act(message)
+        else:
+            self.loop.call_soon_threadsafe(self._act, message)
 
-    async def _read(self) -> None:
-        while True:
-            try:
-                message = await self.layer.receive(self.channel)
-            except Exception as exc:
-                if not is_infrastructure_error(exc):
-                    raise
-                await self._rejoin(exc)
-                continue
-            if message.get("type") == "turn.cancel" and self.on_cancel:
-                self.on_cancel()
-            elif message.get("type") == "turn.verdicts":
-                self.verdicts.put_nowait(message["verdicts"])
-
-
-    async def _rejoin(self, exc: BaseException) -> None:
-        """Redis went away: wait, then join the group again (a restarted Redis forgot
-        it), so cancels and verdicts reach the turn again."""
-        logger.warning("control channel of chat %s lost Redis (%s); rejoining",
-                       self.chat_id, exc)
-        await asyncio.sleep(0.5)
-        with contextlib.suppress(Exception):
-            await self.layer.group_add(control_group(self.chat_id), self.channel)
+    def _act(self, message: dict[str, Any]) -> None:
+        if message.get("type") == "turn.cancel" and self.on_cancel:
+            self.on_cancel()
+        elif message.get("type") == "turn.verdicts":
+            self.verdicts.put_nowait(message["verdicts"])
 
 
 class ApprovalGate:
@@ -416,17 +391,16 @@ class TurnManager:
         self.tasks[chat_id] = task
 
     async def cancel(self, chat_id: str) -> None:
-        await get_channel_layer().group_send(control_group(chat_id), {"type": "turn.cancel"})
+        await self.hub.send_control(chat_id, {"type": "turn.cancel"})
 
     async def send_verdicts(self, chat_id: str, verdicts: dict[str, str]) -> None:
-        await get_channel_layer().group_send(control_group(chat_id),
-                                             {"type": "turn.verdicts", "verdicts": verdicts})
+        await self.hub.send_control(chat_id, {"type": "turn.verdicts", "verdicts": verdicts})
 
     # -- the drain loop ----------------------------------------------------------------
     async def _drain(self, chat_id: str, owner: str,
                      first: store.TurnSetup | None = None) -> None:
         key = uuid.UUID(chat_id)
-        control = ControlChannel(chat_id)
+        control = ControlChannel(chat_id, self.hub)
         heartbeat = asyncio.create_task(self._heartbeat(key, owner))
         setup = first
         if first is not None:  # enqueue_and_start already took its message

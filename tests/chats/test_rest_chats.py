@@ -5,19 +5,18 @@ Alice owns the chats; bob is another member and must never learn that they exist
 
 from __future__ import annotations
 
-import asyncio
 import base64
+import queue
 import datetime as dt
 import uuid
 from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from chats.hub import control_group
+from chats.turns import get_manager
 from chats.models import Chat, Message
 from profiles.models import ModelProfile
 
@@ -79,24 +78,24 @@ def _walk(actor: Any, limit: int) -> list[list[str]]:
         assert len(pages) < 50, "the cursor does not advance"
 
 
-async def _next_control(channel: str) -> dict:
-    return await asyncio.wait_for(get_channel_layer().receive(channel), timeout=2)
-
-
 class ControlListener:
-    """Stands in for the turn runner: listens on a chat's control group."""
+    """Stands in for the turn runner: the inbox of a chat's controls on this process's
+    event hub, as a running turn's ``ControlChannel`` is."""
 
     def __init__(self, chat_id: str) -> None:
-        self.layer = get_channel_layer()
-        self.group = control_group(chat_id)
-        self.channel = async_to_sync(self.layer.new_channel)()
-        async_to_sync(self.layer.group_add)(self.group, self.channel)
+        self.chat_id = chat_id
+        self.got: "queue.Queue[dict]" = queue.Queue()
+        self.hub = get_manager().hub
+        async_to_sync(self.hub.watch_control)(chat_id, self)
 
-    def receive(self) -> dict:
-        return async_to_sync(_next_control)(self.channel)
+    def deliver(self, message: dict) -> None:
+        self.got.put(message)
+
+    def receive(self, timeout: float = 2) -> dict:
+        return self.got.get(timeout=timeout)
 
     def close(self) -> None:
-        async_to_sync(self.layer.group_discard)(self.group, self.channel)
+        self.hub.unwatch_control(self.chat_id, self)
 
 
 # --- create --------------------------------------------------------------------------
@@ -709,9 +708,8 @@ def test_panic_stops_alices_running_turns_only(alice: Any, bob: Any) -> None:
 
         assert response.json() == {"cancelled": 1}
         assert alices_turn.receive() == {"type": "turn.cancel"}
-        with pytest.raises(asyncio.TimeoutError):
-            async_to_sync(asyncio.wait_for)(get_channel_layer().receive(bobs_turn.channel),
-                                            0.2)
+        with pytest.raises(queue.Empty):
+            bobs_turn.receive(timeout=0.2)
     finally:
         alices_turn.close()
         bobs_turn.close()
