@@ -2,10 +2,27 @@
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
+from django.core.handlers.asgi import ASGIHandler
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway_project.settings")
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)  # what get_asgi_application() does, then our handler
+
+
+class GatewayASGIHandler(ASGIHandler):
+    """Django's handler; each request's thread-sensitive context comes from
+    ``gateway.infra.request_context`` (no thread started per request under serve)."""
+
+    async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] != "http":
+            return await super().__call__(scope, receive, send)
+        from gateway.infra import request_context
+
+        async with request_context():
+            await self.handle(scope, receive, send)
+
+
+django_asgi_app = GatewayASGIHandler()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import re_path  # noqa: E402

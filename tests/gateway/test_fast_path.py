@@ -134,3 +134,46 @@ async def test_under_serve_views_run_on_kept_threads_with_their_connection(
     assert seen[0][0] == seen[1][0]  # the same thread
     if connection.vendor == "sqlite":
         assert seen[0][1] is seen[1][1]  # with its connection still open
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_under_serve_a_request_starts_no_thread(
+        as_served: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Django's ASGI handler opens a thread-sensitive context per request: its first
+    sync call (closing the response) started a thread, joined at the end from another
+    new thread. Under ``serve`` the context uses one kept thread
+    (``gateway.infra.request_context``), through the real ASGI application."""
+    import threading
+
+    from asgiref.testing import ApplicationCommunicator
+
+    from gateway import infra
+    from gateway_project.asgi import application
+
+    monkeypatch.setattr(infra, "_sensitive_executor", None)
+    started: list[str] = []
+    real_start = threading.Thread.start
+
+    def counting_start(self: threading.Thread) -> None:
+        started.append(self.name)
+        real_start(self)
+
+    async def get_health() -> int:
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+                 "method": "GET", "scheme": "http", "path": "/health", "raw_path": b"/health",
+                 "query_string": b"", "root_path": "", "headers": [(b"host", b"testserver")],
+                 "client": ("127.0.0.1", 1234), "server": ("testserver", 80)}
+        comm = ApplicationCommunicator(application, scope)
+        await comm.send_input({"type": "http.request", "body": b"", "more_body": False})
+        head = await comm.receive_output(5)
+        await comm.receive_output(5)  # the body
+        await comm.wait(5)
+        return head["status"]
+
+    assert await get_health() == 200  # the kept threads start here
+    monkeypatch.setattr(threading.Thread, "start", counting_start)
+    for _ in range(5):
+        assert await get_health() == 200
+    assert started == []
+    if infra._sensitive_executor is not None:
+        infra._sensitive_executor.shutdown()
