@@ -103,11 +103,31 @@ def client_for(config: ProviderConfig, *, timeout: float, retries: int) -> opena
             api_key=config.api_key or "not-needed",
             timeout=openai.Timeout(timeout, connect=min(timeout, 10.0)),
             max_retries=retries,
+            http_client=openai.DefaultAioHttpClient(),
         )
     return client
 
 
+def _connect_failure(exc: BaseException) -> BaseException | None:
+    """The refused or unreachable connection under ``exc``, if that is what it was.
+    The aiohttp transport reports one as a connect timeout (its error map matches
+    ``ClientConnectionError`` before ``ClientConnectorError``), so the chain is read."""
+    import aiohttp
+
+    seen = 0
+    cause: BaseException | None = exc
+    while cause is not None and seen < 6:
+        if isinstance(cause, aiohttp.ClientConnectorError) and \
+                not isinstance(cause, TimeoutError):
+            return cause
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
+    return None
+
+
 def _describe_error(exc: BaseException) -> str:
+    refused = _connect_failure(exc)
+    if refused is not None:
+        return f"connection failed ({type(refused).__name__}: {refused})"
     if isinstance(exc, openai.APIStatusError):
         detail = ""
         body = exc.body

@@ -266,3 +266,30 @@ async def test_the_body_carries_the_messages_and_tools_exactly_as_given(
     body = upstream.requests[-1]
     assert body["messages"] == messages and body["tools"] == tools
     assert body["model"] == "fake-model" and body["stream"] is True
+
+
+# --- the HTTP transport ------------------------------------------------------------
+
+async def test_the_client_reads_through_aiohttp() -> None:
+    """The openai client's aiohttp transport (``openai.DefaultAioHttpClient``): its C
+    HTTP parser reads each streamed chunk for a fraction of the pure-Python stack's
+    cost (h11, httpcore, anyio), the hottest path with many paced streams."""
+    from openai._vendor.httpx_aiohttp.transport import AiohttpTransport
+
+    from agents.providers import client_for
+
+    client = client_for(ProviderConfig(name="c", provider="openai", model="m",
+                                       base_url="http://127.0.0.1:9/v1"),
+                        timeout=5, retries=0)
+    assert isinstance(client._client._transport, AiohttpTransport)
+
+
+async def test_a_refused_connection_is_an_upstream_error_that_says_so() -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(UpstreamError) as caught:
+        await call(f"http://127.0.0.1:{port}/v1")
+    assert "connection failed" in str(caught.value)
