@@ -451,11 +451,13 @@ class Plain:
 
 
 class ViaOpenAI:
-    """The ``openai`` package, as the gateway calls it (one client, streamed, usage on)."""
+    """The ``openai`` package, as the gateway calls it (one client on its aiohttp
+    transport, streamed, usage on)."""
 
     def __init__(self, upstream: Upstream) -> None:
         self.client = openai.AsyncOpenAI(base_url=upstream.url, api_key="sk-bench",
-                                         max_retries=0, timeout=120)
+                                         max_retries=0, timeout=120,
+                                         http_client=openai.DefaultAioHttpClient())
 
     async def call(self, body: dict[str, Any]) -> DirectResult:
         kwargs = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
