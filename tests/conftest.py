@@ -14,6 +14,7 @@ from django.core.cache.backends.locmem import LocMemCache
 from rest_framework.test import APIClient
 
 from gateway.auth import create_token
+from tests.e2e.server import ServeProcess
 from tests.fake_upstream import FakeUpstream
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -81,6 +82,16 @@ def _auth_fail_counts() -> Iterator[None]:
         caches["default"].clear()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Served gateways on SQLite start from a copy of one migrated database (made at the
+    first such start of this process) instead of migrating their own
+    (``tests/e2e/server.py``)."""
+    ServeProcess.template_folder = tmp_path_factory.mktemp("migrated-sqlite")
+    yield
+    ServeProcess.template_folder = ServeProcess._template = None
+
+
 @pytest.fixture(scope="session")
 def upstream_server() -> Iterator[FakeUpstream]:
     with FakeUpstream() as fake:
@@ -106,8 +117,39 @@ def profile(db: None, upstream: FakeUpstream) -> Any:
     return p
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Files with a ``slow`` test run first: with two workers (a file per worker) they then
-    run beside the quick files instead of forming a tail at the end of the suite."""
+# Fixtures that start a served gateway (or its services) for the tests that use them.
+SERVED_FIXTURES = {"server", "gateway", "cluster", "pg_url", "redis_url", "own_redis"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (its hook adds them to ids)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The order and grouping of the two workers' work (``pytest.ini``: ``--dist
+    loadgroup`` without xdist's reordering by test count, which put the one-test slow files
+    last).
+
+    Files with a ``slow`` test run first: with two workers they then run beside the quick
+    files instead of forming a tail at the end of the suite. Files that start a served
+    gateway come next, in-process ones last, where they fill in evenly.
+
+    A work unit (``xdist_group``) is a file, except that the files sharing a package- or
+    session-scoped fixture of their folder's conftest (the served gateway of
+    ``tests/security``, of ``tests/cli``) are one unit: split over both workers, each
+    worker started that gateway again, up to once per file."""
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow_files)  # stable: order kept within
+    served_files = {item.path for item in items
+                    if SERVED_FIXTURES & set(getattr(item, "fixturenames", ()))}
+    items.sort(key=lambda item: (item.path not in slow_files, item.path not in served_files))
+    root = config.rootpath
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(_work_unit(item, root)))
+
+
+def _work_unit(item: pytest.Item, root: Path) -> str:
+    here = Path(__file__).resolve().parent
+    info = getattr(item, "_fixtureinfo", None)
+    for defs in (info.name2fixturedefs.values() if info else ()):
+        shared = [d for d in defs if d.scope in ("package", "session") and d.baseid]
+        # This file's own (the fake upstream) serve every file: no reason to group.
+        if shared and (root / shared[-1].baseid).resolve() != here:
+            return f"{shared[-1].baseid}:{shared[-1].argname}"
+    return item.nodeid.split("::", 1)[0]

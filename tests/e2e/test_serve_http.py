@@ -27,7 +27,9 @@ FIRST_START = re.compile(
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    proc = ServeProcess(tmp_path_factory.mktemp("serve") / "data", env=ISOLATED)
+    # A real first start: these tests are about what serve makes in an empty data dir.
+    proc = ServeProcess(tmp_path_factory.mktemp("serve") / "data", env=ISOLATED,
+                        from_template=False)
     try:
         proc.start()
         yield proc

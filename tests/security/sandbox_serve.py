@@ -27,9 +27,12 @@ def need_bubblewrap() -> None:
 
 
 def start_server(data_dir: Path, upstream: FakeUpstream,
-                 env: dict[str, str] | None = None) -> ServeProcess:
-    """A fresh server with no configuration at all but a profile on the fake upstream."""
-    server = ServeProcess(data_dir, env=env).start(timeout=120)  # a loaded shared machine
+                 env: dict[str, str] | None = None, from_template: bool = True
+                 ) -> ServeProcess:
+    """A fresh server with no configuration at all but a profile on the fake upstream.
+    ``from_template=False``: its database is migrated by ``serve`` itself."""
+    server = ServeProcess(data_dir, env=env, from_template=from_template
+                          ).start(timeout=120)  # a loaded shared machine
     with server.client() as http:
         created = http.post("/api/profiles", json={"name": "fake", "profile": {
             "provider": "openai", "model": "fake-model", "base_url": upstream.url,

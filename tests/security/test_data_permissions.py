@@ -32,7 +32,8 @@ def server_files(data: Path) -> list[Path]:
 
 def test_the_data_dir_is_private_and_so_is_all_the_server_writes(tmp_path, upstream):
     need_bubblewrap()
-    server = start_server(tmp_path / "data", upstream)
+    # serve creates the database itself (not the test harness's migrated copy).
+    server = start_server(tmp_path / "data", upstream, from_template=False)
     try:
         token = add_member(server, "alice")
         run_bash(server, upstream, token, "echo notes > notes.txt; mkdir -p src")
