@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Iterator
 import pytest
 
 from tests.conftest import need
-from tests.e2e.server import ServeProcess, free_port
+from tests.e2e.server import ROOT, ServeProcess, free_port
 from tests.fake_upstream import FakeUpstream
 
 POSTGRES = os.environ.get("GATEWAY_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres")
@@ -36,18 +37,66 @@ def reachable(host: str, port: int) -> bool:
         return False
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
+_pg_template: list[str] = []  # this process's migrated database, made at its first use
+
+
+def _migrated_template(config: pytest.Config) -> str:
+    """A database ``manage.py migrate`` ran on once per test process; the tests' databases
+    are copies (``CREATE DATABASE ... TEMPLATE``), so their first ``serve`` finds nothing
+    left to migrate. Dropped at the end of the session."""
+    if _pg_template:
+        return _pg_template[0]
+    import psycopg
+
+    name = f"gw_scale_tmpl_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(POSTGRES, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(POSTGRES, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _pg_template.clear()
+
+    config.add_cleanup(drop)
+    env = {**os.environ, "DATABASE_URL": f"{POSTGRES.rsplit('/', 1)[0]}/{name}",
+           "REDIS_URL": "", "SECRET_KEY": "x" * 50}
+    done = subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    _pg_template.append(name)
+    return name
+
+
+def database(request: pytest.FixtureRequest, migrated: bool = True) -> Iterator[str]:
+    """A database of the test's own: a copy of this process's migrated template, or
+    (``migrated=False``) an empty one."""
     need(reachable("127.0.0.1", 5432), "PostgreSQL is not running on 127.0.0.1:5432")
     import psycopg
 
+    template = f' TEMPLATE "{_migrated_template(request.config)}"' if migrated else ""
     name = f"gw_scale_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(POSTGRES, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        for attempt in range(50):  # the migrate's session may take a moment to end
+            try:
+                conn.execute(f'CREATE DATABASE "{name}"{template}')
+                break
+            except psycopg.errors.ObjectInUse:
+                if attempt == 49:
+                    raise
+                time.sleep(0.1)
     base = POSTGRES.rsplit("/", 1)[0]
     yield f"{base}/{name}"
     with psycopg.connect(POSTGRES, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        # pytest-django's test database, when a pytest run of its own used this one
+        # (test_rest_on_postgres): it is left behind if a connection outlived that run.
+        conn.execute(f'DROP DATABASE IF EXISTS "test_{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A database of the test's own, migrated."""
+    yield from database(request)
 
 
 @pytest.fixture

@@ -6,8 +6,16 @@ from __future__ import annotations
 import time
 
 import psycopg
+import pytest
 
 from gateway.postgresql.base import works
+from tests.scaleout.conftest import database
+
+
+@pytest.fixture
+def pg_url(request: pytest.FixtureRequest):
+    """An empty database: these tests only connect (no copy of the migrated template)."""
+    yield from database(request, migrated=False)
 
 
 def _kill(url: str, pid: int) -> None:
