@@ -130,3 +130,17 @@ def test_a_token_without_expiry_never_expires(alice: Any) -> None:
 def test_it_needs_a_username() -> None:
     with pytest.raises(CommandError):
         call_command("issue_token", stdout=io.StringIO(), stderr=io.StringIO())
+
+
+def test_serve_makes_autobahns_debug_arguments_free() -> None:
+    """autobahn formats the arguments of its debug lines (click styling per frame sent,
+    a pretty-print per connection) before its logger sees the level is off."""
+    import autobahn.websocket.protocol as protocol
+
+    from gateway.management.commands.serve import _command_line
+
+    frame_method = object()
+    _command_line()
+    assert protocol.hltype(frame_method) is frame_method
+    assert protocol.hlval(42) == 42
+    assert protocol.pformat({"a": 1}) == {"a": 1}
