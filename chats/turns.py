@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import socket
 import time
 import uuid
@@ -376,7 +377,10 @@ class TurnManager:
             self._ending.add(task)
 
     def _new_owner(self) -> str:
-        return f"{self.process_id}:{uuid.uuid4().hex[:8]}"
+        # Not uuid4: os.urandom lets go of the interpreter on the event loop's thread,
+        # which then waits for a database thread to hand it back. The owner only has to
+        # differ from the process's other owners (and an earlier process with this pid).
+        return f"{self.process_id}:{random.getrandbits(32):08x}"
 
     async def kick(self, chat_id: str) -> None:
         """Start draining the chat's queue here unless some process already does."""
