@@ -3,6 +3,7 @@
 ``python3 bench/run.py --profile DIR`` records one collapsed-stack file per part
 (``DIR/<part>.txt``, the format of ``py-spy record --format raw``; open it in
 speedscope or flamegraph.pl) and puts the hottest functions of each part in the JSON.
+With ``--profile-gil`` only the thread holding the interpreter is sampled.
 ``python3 bench/profile.py FILE [--top N] [--filter TEXT]`` prints the summary of a file.
 
 py-spy must be installed (``pip install py-spy``) and allowed to ptrace (root, or
@@ -31,15 +32,18 @@ def available() -> str | None:
 
 
 @contextlib.contextmanager
-def record(pid: int, out: Path, rate: int = 200) -> Iterator[None]:
-    """py-spy on ``pid`` for the duration of the block (no-op without py-spy)."""
+def record(pid: int, out: Path, rate: int = 200, gil: bool = False) -> Iterator[None]:
+    """py-spy on ``pid`` for the duration of the block (no-op without py-spy). ``gil``:
+    only the thread holding the interpreter is sampled (where a GIL-bound process spends
+    it; waits of database threads drop out)."""
     exe = available()
     if not exe:
         yield
         return
     out.parent.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen([exe, "record", "--pid", str(pid), "--rate", str(rate),
-                             "--format", "raw", "--output", str(out), "--nonblocking"],
+                             "--format", "raw", "--output", str(out), "--nonblocking",
+                             *(["--gil"] if gil else [])],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     time.sleep(0.3)  # let it attach
     try:

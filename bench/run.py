@@ -491,8 +491,10 @@ class ViaOpenAI:
 
 class Bench:
     def __init__(self, sizes: Sizes, serve: ServeProcess, token: str, upstream: Upstream,
-                 config: str, profile_dir: Path | None = None) -> None:
+                 config: str, profile_dir: Path | None = None,
+                 profile_gil: bool = False) -> None:
         self.profile_dir = profile_dir
+        self.profile_gil = profile_gil
         self.sizes = sizes
         self.serve = serve
         self.upstream = upstream
@@ -529,7 +531,7 @@ class Bench:
         recorder = contextlib.nullcontext()
         out = self.profile_dir / f"{key}.txt" if self.profile_dir else None
         if out:
-            recorder = profile.record(self.pid, out)
+            recorder = profile.record(self.pid, out, gil=self.profile_gil)
         try:
             with recorder:
                 async with asyncio.timeout(left):
@@ -1444,9 +1446,9 @@ def machine() -> dict[str, Any]:
 
 async def run_async(sizes: Sizes, serve: ServeProcess, token: str, upstream: Upstream,
                     config: str, profile_dir: Path | None, only: set[str] | None = None,
-                    team: list[ServeProcess] | None = None
+                    team: list[ServeProcess] | None = None, profile_gil: bool = False
                     ) -> tuple[dict[str, Any], list[str]]:
-    bench = Bench(sizes, serve, token, upstream, config, profile_dir)
+    bench = Bench(sizes, serve, token, upstream, config, profile_dir, profile_gil)
     if team:
         await bench.gw.close()
         bench.gw = TeamGateway(team, token, sizes)
@@ -1477,6 +1479,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="py-spy the gateway during each part: DIR/<part>.txt "
                              "(collapsed stacks) and the hottest functions in the JSON")
+    parser.add_argument("--profile-gil", action="store_true",
+                        help="with --profile: sample only the thread holding the "
+                             "interpreter (where a GIL-bound gateway spends it)")
     args = parser.parse_args(argv)
     if args.show:
         show(json.loads(args.show.read_text()))
@@ -1517,7 +1522,8 @@ def main(argv: list[str] | None = None) -> int:
         for server in team:
             server.admin_token = token
         results, failures = asyncio.run(run_async(sizes, serve, token, upstream, config,
-                                                  args.profile, only, team))
+                                                  args.profile, only, team,
+                                                  args.profile_gil))
     finally:
         for server in team or [serve]:
             server.stop()
