@@ -19,8 +19,8 @@ for events, so a turn costs no subscription of its own.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
+import hashlib
 import json
 import logging
 import time
@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents import events as ev
+from gateway.redis_wire import Wire, WireError, pack
 
 logger = logging.getLogger(__name__)
 
@@ -196,8 +197,8 @@ class LocalEventHub(_Inboxes):
 
 
 # Assigns the next seq, completes the envelope, keeps it in the replay window and
-# publishes it to the chat's channel: one round trip per event (and one per batch of a
-# chat's events, which go as one pipeline). The counter never goes below ARGV[5], what
+# publishes it to the chat's channel, run once per event; the events of a round go as one
+# buffer (``RedisEventHub._write``). The counter never goes below ARGV[5], what
 # this process last saw: after a Redis restart (counter and window lost) numbering goes
 # on where the chat's sockets are instead of starting again at 1.
 _PUBLISH = """
@@ -213,8 +214,15 @@ redis.call('EXPIRE', KEYS[2], ARGV[4])
 redis.call('PUBLISH', KEYS[3], seq .. '|' .. text)
 return seq
 """
+_PUBLISH_BYTES = _PUBLISH.encode()
+_PUBLISH_SHA = hashlib.sha1(_PUBLISH_BYTES).hexdigest().encode()  # Redis's name for it
 _CHANNEL_PREFIX = "gw:chat:"
 _CONTROL_PREFIX = "gw:ctl:"  # a chat's controls (cancel, verdicts), JSON
+_CONTROL_PREFIX_BYTES = _CONTROL_PREFIX.encode()
+# The listener's connection, quiet this long, is asked for a PONG, which must come
+# within _PING_WAIT.
+_LISTEN_IDLE = 30.0
+_PING_WAIT = 10.0
 # How long a turn waits at its start for the event channel to listen (its first start
 # in this process only): a control sent before that would reach nobody.
 _LISTEN_WAIT = 5.0
@@ -275,10 +283,14 @@ class RedisEventHub(_Inboxes):
     go on ``gw:ctl:<id>``, read on the same connection, to the chat's running turn.
 
     ``publish`` does not wait for Redis: events queue while the previous round is on the
-    wire and go out as one pipeline per round (every chat's, each chat's in order), so a
-    streaming turn never waits a round trip per delta. A write that fails is retried (reconnecting) for
-    ``GATEWAY_REDIS_RETRY_SECONDS``; after that the chat's next ``publish`` or ``flush``
-    raises ``HubUnavailable`` and the turn ends.
+    wire and go out together once per round (every chat's, each chat's in order), so a
+    streaming turn never waits a round trip per delta. A write that fails is retried
+    (reconnecting) for ``GATEWAY_REDIS_RETRY_SECONDS``; after that the chat's next
+    ``publish`` or ``flush`` raises ``HubUnavailable`` and the turn ends.
+
+    The writer and the listener each have a connection of their own, outside the pool,
+    spoken to through hiredis directly (``gateway.redis_wire``): the two paths every
+    event takes cost about 1 us of Python each that way, 30 us through redis-py.
     """
 
     TTL = 7 * 24 * 3600  # an idle chat's stream is forgotten after a week
@@ -300,7 +312,7 @@ class RedisEventHub(_Inboxes):
         self._listener: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._sha = ""
+        self._writer_wire = Wire(url)  # the writer's own connection (``_write``)
 
     def _redis(self) -> Any:
         import redis.asyncio as aioredis
@@ -366,7 +378,7 @@ class RedisEventHub(_Inboxes):
 
     async def _write_rounds(self) -> None:
         """One writer per process: each round sends every chat's queued events as one
-        pipeline (in order per chat), so publishing costs one connection and one round
+        buffer (in order per chat), so publishing costs one connection and one round
         trip per round, however many chats stream."""
         try:
             while self._queued:
@@ -385,35 +397,40 @@ class RedisEventHub(_Inboxes):
             self._writer = None
 
     async def _write(self, batch: dict[str, list[tuple[str, str]]]) -> None:
-        from redis.exceptions import ConnectionError as RedisConnectionError
-        from redis.exceptions import NoScriptError, TimeoutError as RedisTimeoutError
-
-        redis = self._redis()
+        """The round's events as one buffer on the writer's own connection
+        (``gateway.redis_wire``): EVAL of the numbering script for the first, EVALSHA
+        for the rest (the first loaded it, so none of them can miss it)."""
         deadline = time.monotonic() + self.retry_seconds
         delay = 0.05
+        commands: list[bytes] = []
+        for chat_id, events in batch.items():
+            keys, floor = self._keys(chat_id), self.known_seq(chat_id)
+            for head, event_type in events:
+                script = (b"EVAL", _PUBLISH_BYTES) if not commands else (b"EVALSHA",
+                                                                         _PUBLISH_SHA)
+                commands.append(pack(*script, b"3", *keys, head, event_type,
+                                     self.max_events, self.TTL, floor))
+        data = b"".join(commands)
         while True:
             try:
-                if not self._sha:
-                    self._sha = await redis.script_load(_PUBLISH)
-                pipe = redis.pipeline(transaction=False)
-                for chat_id, events in batch.items():
-                    keys, floor = self._keys(chat_id), self.known_seq(chat_id)
-                    for head, event_type in events:
-                        pipe.evalsha(self._sha, 3, *keys, head, event_type,
-                                     self.max_events, self.TTL, floor)
-                seqs = iter(await pipe.execute())
-                for chat_id, events in batch.items():
-                    for _ in events:
-                        self._saw(chat_id, int(next(seqs)))
-                return
-            except NoScriptError:  # Redis restarted: its script cache is empty
-                self._sha = ""
-            except (RedisConnectionError, RedisTimeoutError):
+                wire = self._writer_wire
+                if not wire.is_open:
+                    await wire.open()
+                replies = await wire.request(data, len(commands))
+                break
+            except WireError:
                 if time.monotonic() + delay > deadline:
                     raise
                 logger.warning("Redis write of %d chat(s) failed; retrying", len(batch))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
+        seqs = iter(replies)
+        for chat_id, events in batch.items():
+            for _ in events:
+                seq = next(seqs)
+                if isinstance(seq, Exception):  # an error reply: this round failed
+                    raise HubUnavailable(f"Redis refused an event: {seq}")
+                self._saw(chat_id, seq)
 
     # -- controls ------------------------------------------------------------------------
     async def watch_control(self, chat_id: str, inbox: Any) -> None:
@@ -478,44 +495,58 @@ class RedisEventHub(_Inboxes):
 
     async def _listen(self) -> None:
         """Read every chat's events from ``gw:chat:*`` and hand them to local taps;
-        after a lost connection, subscribe again and let every tap catch up."""
+        after a lost connection, subscribe again and let every tap catch up. The
+        connection is the listener's own (``gateway.redis_wire``): quiet for
+        ``_LISTEN_IDLE`` seconds, it is asked for a PONG, and one that does not answer
+        is replaced (a connection cut without a word would otherwise hang here)."""
         delay = 0.1
         while True:
-            pubsub = self._redis().pubsub()
+            wire = Wire(self.url, timeout=_LISTEN_IDLE)
             try:
+                await wire.open()
                 patterns = (f"{_CHANNEL_PREFIX}*", f"{_CONTROL_PREFIX}*")
-                await pubsub.psubscribe(*patterns)
+                wire.send(pack(b"PSUBSCRIBE", *patterns))
                 confirmed = 0
                 while confirmed < len(patterns):  # from here on nothing is missed
-                    message = await pubsub.get_message(timeout=5)
-                    if message and message["type"] == "psubscribe":
-                        confirmed += 1
+                    for message in await wire.read(timeout=_LISTEN_WAIT):
+                        confirmed += message[0] == b"psubscribe"
                 self._listening.set()
                 delay = 0.1
                 for chat_id, taps in list(self._taps.items()):
                     for tap in list(taps.values()):
                         self._spawn(self._catch_up(chat_id, tap))
+                pinged = False
                 while True:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True,
-                                                       timeout=30)
-                    if message is not None and message["type"] == "pmessage":
-                        channel = message["channel"]
-                        if channel.startswith(b"gw:ctl:"):
-                            self._deliver_control(channel[len(_CONTROL_PREFIX):].decode(),
-                                                  json.loads(message["data"]))
+                    messages = await wire.read(_PING_WAIT if pinged else _LISTEN_IDLE,
+                                               quiet_ok=True)
+                    if not messages:  # quiet: is the connection still there?
+                        if pinged:
+                            raise WireError("Redis did not answer a PING")
+                        wire.send(pack(b"PING"))
+                        pinged = True
+                        continue
+                    pinged = False
+                    for message in messages:
+                        if message[0] != b"pmessage":
+                            continue  # a PONG
+                        channel = message[2]
+                        if channel.startswith(_CONTROL_PREFIX_BYTES):
+                            self._deliver_control(channel[len(_CONTROL_PREFIX_BYTES):]
+                                                  .decode(), json.loads(message[3]))
                         else:
-                            await self._dispatch(channel, message["data"])
+                            await self._dispatch(channel, message[3])
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - Redis went away: hold events, reconnect
-                logger.warning("lost the Redis event channel; reconnecting", exc_info=True)
+            except WireError as exc:  # Redis went away: hold events, reconnect
+                logger.warning("lost the Redis event channel (%s); reconnecting", exc)
+            except Exception:  # noqa: BLE001 - a bug: logged, and the channel goes on
+                logger.exception("the Redis event channel failed; reconnecting")
             finally:
                 self._listening.clear()
                 for taps in self._taps.values():
                     for tap in taps.values():
                         tap.live = False
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                wire.close()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
 
