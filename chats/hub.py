@@ -312,7 +312,7 @@ class RedisEventHub(_Inboxes):
         self._listener: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._writer_wire = Wire(url)  # the writer's own connection (``_write``)
+        self._writer_wire = Wire(url, name="gw-hub-writer")  # its own (``_write``)
 
     def _redis(self) -> Any:
         import redis.asyncio as aioredis
@@ -501,7 +501,7 @@ class RedisEventHub(_Inboxes):
         is replaced (a connection cut without a word would otherwise hang here)."""
         delay = 0.1
         while True:
-            wire = Wire(self.url, timeout=_LISTEN_IDLE)
+            wire = Wire(self.url, timeout=_LISTEN_IDLE, name="gw-hub-listener")
             try:
                 await wire.open()
                 patterns = (f"{_CHANNEL_PREFIX}*", f"{_CONTROL_PREFIX}*")

@@ -4,16 +4,18 @@ The threads that run the database work of sockets and turns:
 
 Channels' ``database_sync_to_async`` runs every call of a process on one thread: right
 for SQLite (one writer), a wall for PostgreSQL, where 200 chats' turns then queue
-behind each other's round trips. With ``GATEWAY_DB_THREADS`` > 1 (PostgreSQL: the size
-of the connection pool, see settings) calls run on a pool of that many threads, each
-taking a connection from Django's psycopg pool for the call and giving it back after
-(``close_old_connections``, as Channels does), so threads never outnumber connections.
+behind each other's round trips. With ``GATEWAY_DB_THREADS`` > 1 (PostgreSQL:
+``GATEWAY_DB_POOL_SIZE``, see settings) calls run on a pool of that many threads, each
+keeping one connection from Django's psycopg pool between calls
+(``KeptConnectionSyncToAsync``); the pool has room for every such thread and for the
+REST threads, so no thread ever waits for a connection another one keeps.
 
 ``db(fn)`` also retries a call once when its connection died under it (a PostgreSQL
 restart, ``pg_terminate_backend``): the failed call's transaction was rolled back, and
 the retry runs on a fresh connection, after the pool tested its idle connections
-(``ConnectionPool.check``: the others may have died with it). A connection that died
-while idle in the pool is replaced when it is taken (``gateway/postgresql/base.py``).
+(``ConnectionPool.check``: the others may have died with it). A kept connection that
+died between calls is given back before the next call; one that died while idle in the
+pool is replaced when it is taken (``gateway/postgresql/base.py``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable, TypeVar
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import SyncToAsync, sync_to_async
 from channels.db import DatabaseSyncToAsync, database_sync_to_async
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
@@ -48,7 +50,37 @@ def _threads() -> ThreadPoolExecutor:
 def _runner(fn: Callable[..., T]) -> Callable[..., Awaitable[T]]:
     if settings.GATEWAY_DB_THREADS <= 1:
         return database_sync_to_async(fn)
-    return DatabaseSyncToAsync(fn, thread_sensitive=False, executor=_threads())
+    return KeptConnectionSyncToAsync(fn, thread_sensitive=False, executor=_threads())
+
+
+class KeptConnectionSyncToAsync(SyncToAsync):
+    """A call on a thread that keeps its PostgreSQL connection between calls.
+
+    Channels' ``DatabaseSyncToAsync`` gives the connection back to the pool after every
+    call and takes one before the next: the pool's lock and bookkeeping, Django's set-up
+    of the connection and a look at its socket, each call (about a quarter of a turn's
+    database time in Python, and each lock or system call a chance to wait for the
+    interpreter). The threads of ``_threads`` and ``_rest_threads`` keep theirs instead
+    (the pool is sized for all of them, see settings), and before each call the kept
+    connection is looked at the same way the pool's are: one that had an error, was left
+    in a transaction, or that the server closed (``works``) is given back, and the call
+    takes a fresh one."""
+
+    def thread_handler(self, loop: Any, *args: Any, **kwargs: Any) -> Any:
+        _ready_kept_connection()
+        return super().thread_handler(loop, *args, **kwargs)
+
+
+def _ready_kept_connection() -> None:
+    from gateway.postgresql.base import works
+
+    conn = connection.connection
+    if conn is None:
+        return
+    if (connection.errors_occurred or connection.in_atomic_block
+            or not connection.get_autocommit() or not works(conn)):
+        connection.close()  # to the pool, which drops it if it is broken
+        connection.errors_occurred = False
 
 
 # --- the threads of REST views ---------------------------------------------------------
@@ -136,8 +168,9 @@ def view_runner(fn: Callable[..., T]) -> Callable[..., Awaitable[T]]:
         runner = kept.get(threads)
         if runner is None:
             kept.clear()
-            runner = kept[threads] = DatabaseSyncToAsync(fn, thread_sensitive=False,
-                                                         executor=threads)
+            kind = KeptConnectionSyncToAsync if settings.GATEWAY_DB_THREADS > 1 \
+                else DatabaseSyncToAsync  # SQLite: its one connection, kept (settings)
+            runner = kept[threads] = kind(fn, thread_sensitive=False, executor=threads)
         return await runner(*args, **kwargs)
     return call
 

@@ -43,9 +43,10 @@ def pack(*args: Any) -> bytes:
 
 
 class Wire:
-    def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT, name: str = "") -> None:
         self.url = url
         self.timeout = timeout
+        self.name = name  # CLIENT SETNAME: what it is in Redis's CLIENT LIST
         self._conn: Any = None
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -62,6 +63,8 @@ class Wire:
 
         pool = redis_pool(self.url)
         kwargs = {**pool.connection_kwargs, "protocol": 2}
+        if self.name:
+            kwargs["client_name"] = self.name
         conn = pool.connection_class(**kwargs)
         try:
             await conn.connect()
@@ -150,8 +153,9 @@ class SyncWire:
     the next command opens a new one. For idempotent commands (GET and the like): a
     command is sent twice when a kept connection turns out dead."""
 
-    def __init__(self, pool: Any) -> None:
+    def __init__(self, pool: Any, name: str = "") -> None:
         self.pool = pool  # a synchronous redis-py ConnectionPool
+        self.name = name  # CLIENT SETNAME
         self._conn: Any = None
         self._sock: Any = None
         self._parser = hiredis.Reader()
@@ -188,7 +192,10 @@ class SyncWire:
             raise WireError(f"Redis connection failed: {exc!r}") from exc
 
     def _open(self) -> None:
-        conn = self.pool.connection_class(**{**self.pool.connection_kwargs, "protocol": 2})
+        kwargs = {**self.pool.connection_kwargs, "protocol": 2}
+        if self.name:
+            kwargs["client_name"] = self.name
+        conn = self.pool.connection_class(**kwargs)
         try:
             conn.connect()
         except Exception as exc:

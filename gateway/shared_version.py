@@ -61,7 +61,8 @@ def _raw_wire() -> Any:
         if wire:
             wire.close()
         get_client = getattr(getattr(backend, "_cache", None), "get_client", None)
-        wire = SyncWire(get_client().connection_pool) \
+        wire = SyncWire(get_client().connection_pool,
+                        name=f"gw-versions-{threading.current_thread().name}") \
             if isinstance(backend, RedisCache) and get_client else False
         _local.wire, _local.backend, _local.names = wire, backend, {}
     return wire or None

@@ -93,15 +93,19 @@ TEMPLATES = [
 ]
 
 DATABASE_URL = envstr("DATABASE_URL")
-# Threads that run database work of sockets and turns (gateway/infra.py), and the
-# PostgreSQL connections each process may open: one pool per process, a connection per
-# busy thread. docs/deploy.md has the sums against PostgreSQL's max_connections.
+# Threads that run database work of sockets and turns (gateway/infra.py), each keeping
+# one PostgreSQL connection from the process's pool; the pool also has room for the REST
+# threads and two more (GATEWAY_DB_CONNECTIONS). docs/deploy.md has the sums against
+# PostgreSQL's max_connections.
 GATEWAY_DB_POOL_SIZE = envint("GATEWAY_DB_POOL_SIZE", 8, minimum=1)
 GATEWAY_DB_POOL_TIMEOUT = envfloat("GATEWAY_DB_POOL_TIMEOUT", 30.0, minimum=0.1)
 GATEWAY_DB_SERVER_BINDING = envbool("GATEWAY_DB_SERVER_BINDING", True)
 # Threads that run REST views under serve (gateway.infra.view_runner), each keeping its
-# database connection (SQLite) or taking one from the same pool per request (PostgreSQL).
+# database connection (SQLite: the file; PostgreSQL: one from the same pool).
 GATEWAY_REST_THREADS = envint("GATEWAY_REST_THREADS", 4, minimum=1)
+# The most PostgreSQL connections a process opens: one per database thread and REST
+# thread, and two for the rest (the job scheduler's thread, one-off calls).
+GATEWAY_DB_CONNECTIONS = GATEWAY_DB_POOL_SIZE + GATEWAY_REST_THREADS + 2
 # How long a process may answer a token check from its cache (gateway.auth) when nothing
 # said the token or its user changed: the bound for a change made behind Django's
 # signals (a bulk UPDATE in a shell, SQL). Changes through the API, the admin, the
@@ -123,7 +127,7 @@ if DATABASE_URL:
     _database["OPTIONS"]["pool"] = {
         # A few kept open; more opened on demand up to the size, then callers wait
         # (up to the timeout) instead of failing.
-        "min_size": min(2, GATEWAY_DB_POOL_SIZE), "max_size": GATEWAY_DB_POOL_SIZE,
+        "min_size": 2, "max_size": GATEWAY_DB_CONNECTIONS,
         "timeout": GATEWAY_DB_POOL_TIMEOUT, "max_idle": 300,
     }
     DATABASES = {"default": _database}

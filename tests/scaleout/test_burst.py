@@ -5,6 +5,7 @@ error is logged, and neither server is ever given more connections than its pool
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import threading
 import time
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.timeout(600)
 
 TURNS = 300
 ANSWER = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu"
-DB_POOL, REDIS_POOL = 6, 16  # per process: far fewer than the turns
+DB_POOL, REST_THREADS, REDIS_POOL = 6, 2, 16  # per process: far fewer than the turns
 
 
 class Peak:
@@ -34,6 +35,7 @@ class Peak:
         self.redis_db = int(redis_url.rsplit("/", 1)[1])
         self.redis = redis.Redis.from_url(redis_url)
         self.pg, self.rd = 0, 0
+        self.names: collections.Counter[str] = collections.Counter()
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
 
@@ -46,6 +48,9 @@ class Peak:
                            if int(c.get("db", -1)) == self.redis_db]
                 # minus this sampler's own client
                 self.pg, self.rd = max(self.pg, count), max(self.rd, len(clients) - 1)
+                names = collections.Counter(c.get("name", "").rstrip("0123456789_-")
+                                            for c in clients)
+                self.names = max(self.names, names, key=lambda n: sum(n.values()))
                 time.sleep(0.05)
 
 
@@ -73,6 +78,7 @@ def test_300_concurrent_turns_on_two_processes_complete_in_order(
         tmp_path: Path, pg_url: str, redis_url: str, upstream):
     a, b = start_cluster(tmp_path, pg_url, redis_url, upstream, {
         "GATEWAY_DB_POOL_SIZE": str(DB_POOL), "GATEWAY_REDIS_POOL_SIZE": str(REDIS_POOL),
+        "GATEWAY_REST_THREADS": str(REST_THREADS),
         "GATEWAY_TURN_LEASE_SECONDS": "30", "GATEWAY_AUTH_FAIL_LIMIT": "0"})
     peak = Peak(pg_url.rsplit("/", 1)[1], redis_url)
     try:
@@ -107,9 +113,11 @@ def test_300_concurrent_turns_on_two_processes_complete_in_order(
         log = server.log()
         assert errors_in(log) == []
         assert "Too many connections" not in log and "No connection available" not in log
-    # The pools bound what the servers open, whatever the load: per process the async
-    # Redis pool, the event hub's own two (its writer and its listener), plus Django's
-    # Redis cache (synchronous, used from the database threads and request threads: the
-    # failed-authentication counts).
-    assert peak.pg <= 2 * DB_POOL
-    assert peak.rd <= 2 * (REDIS_POOL + 2 + DB_POOL)
+    # The pools bound what the servers open, whatever the load. PostgreSQL, per process:
+    # a connection kept by each database thread and REST thread, and two for the rest.
+    # Redis: the async pool, the event hub's own two (its writer and its listener), one
+    # per thread that reads the shared versions (the database and REST threads, and up
+    # to three more: the main thread at start-up, the request thread, the job
+    # scheduler's), and Django's cache (its own pool, a few at most).
+    assert peak.pg <= 2 * (DB_POOL + REST_THREADS + 2)
+    assert peak.rd <= 2 * (REDIS_POOL + 2 + DB_POOL + REST_THREADS + 3 + 2), peak.names
