@@ -21,6 +21,7 @@ the next ``open`` makes a new one.
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import hiredis
@@ -31,6 +32,12 @@ DEFAULT_TIMEOUT = 30.0
 
 class WireError(ConnectionError):
     """The connection failed, timed out or said something unparseable: it is closed."""
+
+
+def client_name(text: str) -> str:
+    """``text`` as a name Redis takes in ``CLIENT SETNAME`` (no spaces or special
+    characters: a thread named "Thread-5 (run)" would make the connection fail)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:64]
 
 
 def pack(*args: Any) -> bytes:
@@ -46,7 +53,7 @@ class Wire:
     def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT, name: str = "") -> None:
         self.url = url
         self.timeout = timeout
-        self.name = name  # CLIENT SETNAME: what it is in Redis's CLIENT LIST
+        self.name = client_name(name)  # what it is in Redis's CLIENT LIST
         self._conn: Any = None
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -155,7 +162,7 @@ class SyncWire:
 
     def __init__(self, pool: Any, name: str = "") -> None:
         self.pool = pool  # a synchronous redis-py ConnectionPool
-        self.name = name  # CLIENT SETNAME
+        self.name = client_name(name)  # what it is in Redis's CLIENT LIST
         self._conn: Any = None
         self._sock: Any = None
         self._parser = hiredis.Reader()

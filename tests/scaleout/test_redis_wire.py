@@ -16,7 +16,7 @@ import redis
 
 from chats import hub as hub_module
 from chats.hub import RedisEventHub
-from gateway.redis_wire import SyncWire, WireError, pack
+from gateway.redis_wire import SyncWire, WireError, client_name, pack
 
 
 class Tap:
@@ -53,6 +53,11 @@ def stop(*hubs: RedisEventHub) -> None:
         if hub._listener:
             hub._listener.cancel()
         hub._writer_wire.close()
+
+
+def test_a_threads_name_becomes_a_name_redis_takes():
+    assert client_name("gw-versions-Thread-5 (<lambda>)") == "gw-versions-Thread-5-lambda"
+    assert client_name("gw-versions-gateway-db_0") == "gw-versions-gateway-db_0"
 
 
 def test_a_command_is_packed_as_resp():
