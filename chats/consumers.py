@@ -24,7 +24,7 @@ from django.utils import timezone
 from agents import events as ev
 from audit.services import note_verdicts
 from chats import frames, store
-from chats.access import get_chat_for
+from chats.access import chat_id_for
 from chats.hub import encode, group_name
 from chats.turns import get_manager
 from files.attachments import with_attachments
@@ -60,14 +60,14 @@ GAP_WAIT = 0.2
 
 
 def _open(scope: dict[str, Any], token: str, chat_id: str
-          ) -> tuple[Any | None, int, Any | None]:
-    """A socket's token row, its close code when refused, and its chat (None: not the
-    user's or no such chat), in one database call."""
+          ) -> tuple[Any | None, int, uuid.UUID | None]:
+    """A socket's token row, its close code when refused, and its chat's id (None: not
+    the user's or no such chat), in one database call."""
     token_row, refusal = socket_token(scope, token)
     if token_row is None:
         return None, refusal, None
     try:
-        return token_row, 0, get_chat_for(token_row.user, chat_id)
+        return token_row, 0, chat_id_for(token_row.user, chat_id)
     except GatewayError:
         return token_row, 0, None
 
@@ -103,7 +103,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         query = _query(self.scope)
         self.token = _token_from(self.scope, query)
-        token_row, refusal, chat = await db(_open)(
+        token_row, refusal, chat_key = await db(_open)(
             self.scope, self.token, self.scope["url_route"]["kwargs"]["chat_id"])
         if token_row is None:  # 4001 wrong or missing token, 4029 too many failures
             await self.accept()
@@ -111,11 +111,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         user = token_row.user
         await self.watch_revocation(token_row)
-        if chat is None:
+        if chat_key is None:
             await self.accept()
             await self.close(code=CLOSE_NOT_FOUND)
             return
-        self.chat_id = str(chat.id)
+        self.chat_id = str(chat_key)
         self.user = user
         self.manager = get_manager()
         self.manager.ensure_sweeper()
