@@ -290,7 +290,9 @@ class RedisEventHub(_Inboxes):
 
     The writer and the listener each have a connection of their own, outside the pool,
     spoken to through hiredis directly (``gateway.redis_wire``): the two paths every
-    event takes cost about 1 us of Python each that way, 30 us through redis-py.
+    event takes cost about 1 us of Python each that way, 30 us through redis-py. A
+    socket's reads (the chat's counter seeded, the replay window, the catch-up) ride the
+    writer's rounds too (``_ask``): one opening socket cost three redis-py calls before.
     """
 
     TTL = 7 * 24 * 3600  # an idle chat's stream is forgotten after a week
@@ -304,6 +306,7 @@ class RedisEventHub(_Inboxes):
         self._loaded: set[str] = set()
         self._seen: OrderedDict[str, int] = OrderedDict()
         self._queued: dict[str, list[tuple[str, str]]] = {}  # chat -> (head, type)
+        self._asked: list[tuple[list[bytes], asyncio.Future[list[Any]]]] = []  # reads
         self._in_flight: set[str] = set()
         self._writer: asyncio.Task[None] | None = None
         self._round_done = asyncio.Event()
@@ -342,7 +345,7 @@ class RedisEventHub(_Inboxes):
 
     async def load(self, chat_id: str, last_seq: int) -> None:
         self._saw(chat_id, last_seq)
-        await self._redis().set(self._keys(chat_id)[0], last_seq, nx=True, ex=self.TTL)
+        await self._ask((b"SET", self._keys(chat_id)[0], last_seq, b"NX", b"EX", self.TTL))
         self._loaded.add(chat_id)
 
     async def last_seq(self, chat_id: str) -> int:
@@ -361,6 +364,21 @@ class RedisEventHub(_Inboxes):
             self._writer = asyncio.create_task(self._write_rounds())
         if len(queued) > _OUTBOX_LIMIT:
             await self.flush(chat_id)
+
+    async def _ask(self, *commands: tuple[Any, ...]) -> list[Any]:
+        """The replies of these reads, sent in the writer's next round after the events
+        queued before them (so they see those), parsed by hiredis: a socket's
+        catch-up costs no redis-py call and no round trip of its own. An error reply
+        raises ``HubUnavailable``; so does a round that could not be written."""
+        future = asyncio.get_running_loop().create_future()
+        self._asked.append(([pack(*command) for command in commands], future))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_rounds())
+        replies = await future
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise HubUnavailable(f"Redis refused a read: {reply}")
+        return replies
 
     async def flush(self, chat_id: str) -> None:
         """Wait until the chat's queued events are in Redis; raises ``HubUnavailable``
@@ -381,14 +399,18 @@ class RedisEventHub(_Inboxes):
         buffer (in order per chat), so publishing costs one connection and one round
         trip per round, however many chats stream."""
         try:
-            while self._queued:
+            while self._queued or self._asked:
                 batch, self._queued = self._queued, {}
+                asked, self._asked = self._asked, []
                 self._in_flight = set(batch)
                 try:
-                    await self._write(batch)
+                    await self._write(batch, asked)
                 except Exception as exc:  # noqa: BLE001 - handed to each chat's next call
                     for chat_id in batch:
                         self._failed[chat_id] = exc
+                    for _, future in asked:
+                        if not future.done():
+                            future.set_exception(exc)
                 finally:
                     self._in_flight = set()
                     done, self._round_done = self._round_done, asyncio.Event()
@@ -396,10 +418,12 @@ class RedisEventHub(_Inboxes):
         finally:
             self._writer = None
 
-    async def _write(self, batch: dict[str, list[tuple[str, str]]]) -> None:
+    async def _write(self, batch: dict[str, list[tuple[str, str]]],
+                     asked: list[tuple[list[bytes], asyncio.Future[list[Any]]]]) -> None:
         """The round's events as one buffer on the writer's own connection
         (``gateway.redis_wire``): EVAL of the numbering script for the first, EVALSHA
-        for the rest (the first loaded it, so none of them can miss it)."""
+        for the rest (the first loaded it, so none of them can miss it); then the reads
+        asked for meanwhile (``_ask``), each answered with its replies."""
         deadline = time.monotonic() + self.retry_seconds
         delay = 0.05
         commands: list[bytes] = []
@@ -410,6 +434,9 @@ class RedisEventHub(_Inboxes):
                                                                          _PUBLISH_SHA)
                 commands.append(pack(*script, b"3", *keys, head, event_type,
                                      self.max_events, self.TTL, floor))
+        numbered = len(commands)
+        for packed, _ in asked:
+            commands.extend(packed)
         data = b"".join(commands)
         while True:
             try:
@@ -424,7 +451,12 @@ class RedisEventHub(_Inboxes):
                 logger.warning("Redis write of %d chat(s) failed; retrying", len(batch))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
-        seqs = iter(replies)
+        rest = replies[numbered:]
+        for packed, future in asked:
+            mine, rest = rest[:len(packed)], rest[len(packed):]
+            if not future.done():  # its asker may be gone (a socket closed)
+                future.set_result(mine)
+        seqs = iter(replies[:numbered])
         for chat_id, events in batch.items():
             for _ in events:
                 seq = next(seqs)
@@ -559,32 +591,43 @@ class RedisEventHub(_Inboxes):
             await tap.offer(seq, text)
 
     # -- replay --------------------------------------------------------------------------
+    @staticmethod
+    def _after(key: str, since: int) -> tuple[Any, ...]:
+        return (b"ZRANGEBYSCORE", key, since + 1, b"+inf", b"WITHSCORES")
+
+    @staticmethod
+    def _events(flat: list[bytes], upto: int | None = None) -> list[tuple[int, str]]:
+        """``ZRANGEBYSCORE ... WITHSCORES`` (member, score, member, score...) as
+        (seq, encoded event) pairs, oldest first, those after ``upto`` left out."""
+        out = []
+        for member, score in zip(flat[::2], flat[1::2]):
+            seq = int(float(score))
+            if upto is None or seq <= upto:
+                out.append((seq, member.decode().split("|", 1)[1]))
+        return out
+
     async def _events_after(self, chat_id: str, since: int) -> list[tuple[int, str]]:
-        rows = await self._redis().zrangebyscore(self._keys(chat_id)[1], since + 1, "+inf",
-                                                 withscores=True)
-        return [(int(score), member.decode().split("|", 1)[1]) for member, score in rows]
+        [flat] = await self._ask(self._after(self._keys(chat_id)[1], since))
+        return self._events(flat)
 
     async def replay(self, chat_id: str, since: int | None) -> Replay:
         """The window after ``since`` and the streamed text of the call in progress, in
-        one round trip."""
-        await self.flush(chat_id)
+        one round trip (after the events this process queued for the chat: the same
+        round carries them first)."""
         seq_key, events_key, _ = self._keys(chat_id)
-        pipe = self._redis().pipeline(transaction=False)
-        pipe.get(seq_key)
-        pipe.zrevrange(events_key, 0, 2000)
+        reads: list[tuple[Any, ...]] = [(b"GET", seq_key),
+                                        (b"ZREVRANGE", events_key, 0, 2000)]
         if since is not None:
-            pipe.zrangebyscore(events_key, since + 1, "+inf", withscores=True)
-        raw_last, tail, *found = await pipe.execute()
-        rows = found[0] if found else []
+            reads.append(self._after(events_key, since))
+        raw_last, tail, *found = await self._ask(*reads)
         last = int(raw_last or 0)
         self._saw(chat_id, last)
         pairs = [m.decode().split("|", 1) for m in tail]
         partial_text = _partial_text((kind, text) for kind, text in pairs)
         if since is None or since >= last:
             return Replay([], True, last, partial_text)
-        rows = [row for row in rows if row[1] <= last]
-        oldest = int(rows[0][1]) if rows else last + 1
-        texts = [(int(score), member.decode().split("|", 1)[1]) for member, score in rows]
+        texts = self._events(found[0], upto=last)
+        oldest = texts[0][0] if texts else last + 1
         return Replay(texts, since + 1 >= oldest, last, partial_text)
 
 

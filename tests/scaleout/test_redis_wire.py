@@ -107,6 +107,50 @@ async def test_a_flushed_script_cache_loses_no_event(redis_url):
         stop(writer, reader)
 
 
+async def test_a_read_sees_the_events_queued_before_it_and_shares_their_round(
+        redis_url, monkeypatch):
+    hub = RedisEventHub(redis_url, 100)
+    chat_id = str(uuid.uuid4())
+    rounds: list[int] = []
+    request = hub._writer_wire.request
+
+    async def counted(data: bytes, count: int) -> list:
+        rounds.append(count)
+        return await request(data, count)
+
+    monkeypatch.setattr(hub._writer_wire, "request", counted)
+    try:
+        await hub.load(chat_id, 7)  # seeded from the database: numbering goes on at 8
+        assert rounds == [1]
+        for text in ("a", "b"):  # queued, not written: the replay below carries them
+            await hub.publish(chat_id, "agent.text_delta", {"text": text})
+        replay = await hub.replay(chat_id, 7)
+        assert rounds == [1, 2 + 3]  # two events and three reads in one round trip
+        assert [seq for seq, _ in replay.events] == [8, 9] and replay.last_seq == 9
+        assert replay.complete and replay.partial_text == "ab"
+        assert await hub._events_after(chat_id, 8) == replay.events[1:]
+        await hub.load(chat_id, 0)  # SET NX: a seeded counter is never set back
+        assert (await hub.replay(chat_id, None)).last_seq == 9
+    finally:
+        stop(hub)
+
+
+async def test_a_refused_read_is_an_error_of_that_read_alone(redis_url):
+    hub = RedisEventHub(redis_url, 100)
+    chat_id, other = str(uuid.uuid4()), str(uuid.uuid4())
+    admin = redis.Redis.from_url(redis_url)
+    admin.set(hub._keys(chat_id)[1], "not a sorted set")
+    try:
+        await hub.publish(other, "agent.text_delta", {"text": "x"})
+        with pytest.raises(hub_module.HubUnavailable, match="refused a read"):
+            await hub.replay(chat_id, 0)
+        await hub.flush(other)  # the event of the same round was written
+        assert (await hub.replay(other, 0)).partial_text == "x"
+    finally:
+        admin.delete(hub._keys(chat_id)[1])
+        stop(hub)
+
+
 async def test_a_killed_writer_connection_is_replaced(redis_url, caplog):
     writer, reader = RedisEventHub(redis_url, 100), RedisEventHub(redis_url, 100)
     chat_id, tap = str(uuid.uuid4()), Tap()
