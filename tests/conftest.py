@@ -64,10 +64,19 @@ def anon() -> APIClient:
     return APIClient()
 
 
+@pytest.fixture(scope="session")
+def _data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("data")
+
+
 @pytest.fixture(autouse=True)
-def _workspaces(settings: Any, tmp_path: Path) -> Path:
+def _workspaces(settings: Any, tmp_path: Path, _data_dir: Path) -> Path:
     """Each test gets its own workspace root (and an empty skills folder, so skills a
-    developer keeps in ./data/skills never reach a test's prompt)."""
+    developer keeps in ./data/skills never reach a test's prompt), and a data folder of
+    this worker's: the stamps of the shared versions (``gateway.shared_version``) live there,
+    and one bumped by a test on the other worker made this one read the database again
+    (the query-counting tests failed now and then). One per worker."""
+    settings.GATEWAY_DATA_DIR = _data_dir
     settings.GATEWAY_SKILLS_DIR = tmp_path / "skills"
     settings.GATEWAY_WORKSPACE = tmp_path / "workspaces"
     return settings.GATEWAY_WORKSPACE
