@@ -1,17 +1,23 @@
 """The WebSocket endpoint ``/ws/{chat_id}?token=...``: it only translates.
 
-Connect: authenticate (close 4001), check ownership (close 4004), join the chat's group,
-send ``agent.state`` and, with ``?since=<seq>``, the retained events after that seq.
+Connect: authenticate (close 4001), check ownership (close 4004), subscribe to the chat's
+events in this process's event hub, send ``agent.state`` and, with ``?since=<seq>``, the
+retained events after that seq; then every event of the chat, in seq order, each once.
 Receive: check that the token is still valid (else close 4001: nothing a revoked socket
 sends acts, an approval least of all), parse the frame and hand it to the turn manager.
-Group events are forwarded in seq order, each once. A revoked token or user, or an
-expired token, closes the socket with 4001 (``gateway.revocation``).
+A revoked token or user, or an expired token, closes the socket with 4001
+(``gateway.revocation``).
+
+The socket uses no channel layer: its events come from the event hub by a direct call,
+revocations from ``gateway.revocation``, so a socket costs no channel, receive loop or
+group membership (four Redis calls a socket with several processes).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import uuid
 from typing import Any
 from urllib.parse import parse_qs
@@ -25,7 +31,7 @@ from agents import events as ev
 from audit.services import note_verdicts
 from chats import frames, store
 from chats.access import chat_id_for
-from chats.hub import encode, group_name
+from chats.hub import encode
 from chats.turns import get_manager
 from files.attachments import with_attachments
 from gateway import revocation
@@ -52,12 +58,6 @@ def _token_from(scope: dict[str, Any], query: dict[str, str]) -> str:
     return ""
 
 
-# How often a socket renews its group membership (the layers expire it after a day).
-GROUP_REFRESH = 3600.0
-# How long an out-of-order event waits for the ones before it before the replay window
-# is asked for them.
-GAP_WAIT = 0.2
-
 
 def _open(scope: dict[str, Any], token: str, chat_id: str
           ) -> tuple[Any | None, int, uuid.UUID | None]:
@@ -75,18 +75,17 @@ def _open(scope: dict[str, Any], token: str, chat_id: str
 class ChatConsumer(AsyncWebsocketConsumer):
     chat_id: str = ""
     last_sent: int = 0
+    # No channel layer (a name CHANNEL_LAYERS does not have): see the module's docstring.
+    channel_layer_alias = "none: chat sockets use the event hub"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.pending: dict[int, str] = {}
-        self.gap_filler: asyncio.Task[None] | None = None
-        self.send_lock = asyncio.Lock()
-        self.refresher: asyncio.Task[None] | None = None
         self.buffering = False
-        self.local = False
         self.token = ""
-        self.auth_groups: list[str] = []
+        self.watch_keys: list[str] = []
         self.expiry_watch: asyncio.Task[None] | None = None
+        self.socket_id = "ws." + secrets.token_hex(8)  # who answered, in the audit log
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Channels' own ``dispatch``, without its ``aclose_old_connections()`` before every
@@ -119,10 +118,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.user = user
         self.manager = get_manager()
         self.manager.ensure_sweeper()
-        self.local = self.manager.hub.local_delivery
-        if not self.local:
-            await self.channel_layer.group_add(group_name(self.chat_id), self.channel_name)
-        self.refresher = asyncio.create_task(self.refresh_membership())
         await self.accept()
         await self.send_snapshot(_since(query.get("since")))
 
@@ -134,8 +129,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.manager.hub.load(self.chat_id, last_seq)
         self.buffering = True
         replay = await self.manager.hub.replay(self.chat_id, since)
-        if self.local:  # in the same step as the replay: no event falls between them
-            self.manager.hub.subscribe(self.chat_id, self, replay.last_seq)
+        # In the same step as the replay: no event falls between them.
+        self.manager.hub.subscribe(self.chat_id, self, replay.last_seq)
         state["partial_text"] = replay.partial_text if state["running"] else ""
         if since is not None:
             state["replay_complete"] = replay.complete
@@ -164,24 +159,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except Exception:  # noqa: BLE001 - one broken socket must not stop the turn
             logger.debug("dropping an event for a closing socket of chat %s", self.chat_id)
 
-    async def refresh_membership(self) -> None:
-        """Both channel layers drop group members after a day (``group_expiry``); a
-        dashboard left open longer must keep getting its chat's events (and hearing of
-        its token's revocation)."""
-        while True:
-            await asyncio.sleep(GROUP_REFRESH)
-            groups = [*self.auth_groups, *([] if self.local else [group_name(self.chat_id)])]
-            for group in groups:
-                await self.channel_layer.group_add(group, self.channel_name)
-
     # -- revocation --------------------------------------------------------------------
     async def watch_revocation(self, token_row: Any) -> None:
-        """Join the token's and the user's revocation groups, before the socket is
-        accepted (no revocation can fall between), and close at the token's expiry."""
-        self.auth_groups = [revocation.token_group(token_row.digest),
-                            revocation.user_group(token_row.user_id)]
-        for group in self.auth_groups:
-            await self.channel_layer.group_add(group, self.channel_name)
+        """Be told of the token's or the user's revocation from before the socket is
+        accepted (none can fall between), and close at the token's expiry."""
+        self.watch_keys = revocation.watch(self, token_row.digest, token_row.user_id)
         if token_row.expiry is not None:
             self.expiry_watch = asyncio.create_task(self.close_at(token_row.expiry))
 
@@ -189,24 +171,25 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await asyncio.sleep(max(0.0, (expiry - timezone.now()).total_seconds()))
         await self.close(code=CLOSE_UNAUTHORIZED)
 
-    async def auth_revoked(self, message: dict[str, Any]) -> None:
+    async def revoke(self) -> None:
         """The token or its user was revoked (``gateway.revocation``), on any process."""
         await self.close(code=CLOSE_UNAUTHORIZED)
+
+    async def recheck(self) -> None:
+        """A revocation may have been missed (``gateway.revocation.recheck``)."""
+        if not await self.still_authorized():
+            await self.close(code=CLOSE_UNAUTHORIZED)
 
     async def still_authorized(self) -> bool:
         """The token checked again, as REST checks it at every request."""
         return await db(lookup_token)(self.token) is not None
 
     async def disconnect(self, code: int) -> None:
-        for task in (self.gap_filler, self.refresher, self.expiry_watch):
-            if task:
-                task.cancel()
-        for group in self.auth_groups:
-            await self.channel_layer.group_discard(group, self.channel_name)
-        if self.chat_id and self.local:
+        if self.expiry_watch:
+            self.expiry_watch.cancel()
+        revocation.unwatch(self, self.watch_keys)
+        if self.chat_id:
             self.manager.hub.unsubscribe(self.chat_id, self)
-        elif self.chat_id:
-            await self.channel_layer.group_discard(group_name(self.chat_id), self.channel_name)
         # The turn goes on: it belongs to the chat, not to this socket.
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None
@@ -246,57 +229,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
             verdicts = await db(_checked_verdicts)(
                 uuid.UUID(self.chat_id), frame)
             await db(note_verdicts)(  # who answered, for the audit log
-                self.user, self.chat_id, verdicts, self.scope, self.channel_name)
+                self.user, self.chat_id, verdicts, self.scope, self.socket_id)
             await self.manager.send_verdicts(self.chat_id, verdicts)
 
     async def send_error(self, code: str, message: str) -> None:
         """An error for this socket only; it carries the chat's current seq unchanged."""
         await self.send(text_data=encode(ev.ERROR, {"code": code, "message": message},
                                          self.last_sent))
-
-    async def chat_event(self, message: dict[str, Any]) -> None:
-        """A group event: forward events in seq order, each once.
-
-        With several processes publishing for one chat (a message queued on B while A
-        streams), events can arrive slightly out of order: a later one waits in
-        ``pending`` until the gap is filled, by the group or, after a moment, from the
-        replay window.
-        """
-        seq = message["seq"]
-        if seq <= self.last_sent:
-            return
-        if self.buffering:
-            self.pending[seq] = message["text"]
-            return
-        if seq != self.last_sent + 1:
-            self.pending[seq] = message["text"]
-            if self.gap_filler is None or self.gap_filler.done():
-                self.gap_filler = asyncio.create_task(self.fill_gap())
-            return
-        async with self.send_lock:
-            self.last_sent = seq
-            await self.send(text_data=message["text"])
-            await self.flush_pending()
-
-    async def flush_pending(self) -> None:
-        while self.last_sent + 1 in self.pending:
-            self.last_sent += 1
-            await self.send(text_data=self.pending.pop(self.last_sent))
-
-    async def fill_gap(self) -> None:
-        await asyncio.sleep(GAP_WAIT)
-        if not self.pending:
-            return
-        replay = await self.manager.hub.replay(self.chat_id, self.last_sent)
-        async with self.send_lock:
-            for seq, text in replay.events:
-                if seq > self.last_sent:
-                    self.pending.setdefault(seq, text)
-            if self.pending and min(self.pending) != self.last_sent + 1:
-                # The missing events are gone from the window too: skip ahead rather than
-                # stall the socket; the client sees the jump in seq.
-                self.last_sent = min(self.pending) - 1
-            await self.flush_pending()
 
 
 def _since(raw: str | None) -> int | None:

@@ -13,7 +13,8 @@ call: the channel layer carries no events.
 The hub also carries a running turn's controls (cancels, approval verdicts) from
 whichever process or socket sends them to the turn's inbox (``send_control``,
 ``watch_control``): in process memory, or on the Redis connection that already listens
-for events, so a turn costs no subscription of its own.
+for events, so a turn costs no subscription of its own. That connection also hears of
+revoked tokens and users (``gateway.revocation``).
 """
 
 from __future__ import annotations
@@ -29,13 +30,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents import events as ev
+from gateway import revocation
 from gateway.redis_wire import Wire, WireError, pack
 
 logger = logging.getLogger(__name__)
-
-def group_name(chat_id: str) -> str:
-    return f"chat.{chat_id}"
-
 
 def now_iso() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace(
@@ -105,8 +103,7 @@ class LocalEventHub(_Inboxes):
 
     # Sockets of this process subscribe here and get each event by a direct call: with
     # one process there is nobody else to fan out to, and the channel layer's queue,
-    # receive loop and dispatch per socket and delta are the costliest part of streaming.
-    local_delivery = True
+    # receive loop and dispatch per socket and delta were the costliest part of streaming.
 
     def __init__(self, max_events: int, max_chats: int = 2000) -> None:
         super().__init__()
@@ -219,6 +216,7 @@ _PUBLISH_SHA = hashlib.sha1(_PUBLISH_BYTES).hexdigest().encode()  # Redis's name
 _CHANNEL_PREFIX = "gw:chat:"
 _CONTROL_PREFIX = "gw:ctl:"  # a chat's controls (cancel, verdicts), JSON
 _CONTROL_PREFIX_BYTES = _CONTROL_PREFIX.encode()
+_AUTH_CHANNEL_BYTES = revocation.AUTH_CHANNEL.encode()  # revoked tokens and users
 # The listener's connection, quiet this long, is asked for a PONG, which must come
 # within _PING_WAIT.
 _LISTEN_IDLE = 30.0
@@ -296,7 +294,6 @@ class RedisEventHub(_Inboxes):
     """
 
     TTL = 7 * 24 * 3600  # an idle chat's stream is forgotten after a week
-    local_delivery = True  # sockets subscribe here (see ``subscribe``)
 
     def __init__(self, url: str, max_events: int, retry_seconds: float = 15.0) -> None:
         super().__init__()
@@ -536,7 +533,8 @@ class RedisEventHub(_Inboxes):
             wire = Wire(self.url, timeout=_LISTEN_IDLE, name="gw-hub-listener")
             try:
                 await wire.open()
-                patterns = (f"{_CHANNEL_PREFIX}*", f"{_CONTROL_PREFIX}*")
+                patterns = (f"{_CHANNEL_PREFIX}*", f"{_CONTROL_PREFIX}*",
+                            revocation.AUTH_CHANNEL)
                 wire.send(pack(b"PSUBSCRIBE", *patterns))
                 confirmed = 0
                 while confirmed < len(patterns):  # from here on nothing is missed
@@ -544,6 +542,7 @@ class RedisEventHub(_Inboxes):
                         confirmed += message[0] == b"psubscribe"
                 self._listening.set()
                 delay = 0.1
+                revocation.recheck()  # an announcement may have come while nobody listened
                 for chat_id, taps in list(self._taps.items()):
                     for tap in list(taps.values()):
                         self._spawn(self._catch_up(chat_id, tap))
@@ -562,7 +561,9 @@ class RedisEventHub(_Inboxes):
                         if message[0] != b"pmessage":
                             continue  # a PONG
                         channel = message[2]
-                        if channel.startswith(_CONTROL_PREFIX_BYTES):
+                        if channel == _AUTH_CHANNEL_BYTES:
+                            revocation.deliver(json.loads(message[3]))
+                        elif channel.startswith(_CONTROL_PREFIX_BYTES):
                             self._deliver_control(channel[len(_CONTROL_PREFIX_BYTES):]
                                                   .decode(), json.loads(message[3]))
                         else:
