@@ -772,8 +772,9 @@ class FileRunner:
         deadline = time.monotonic() + seconds
         future = asyncio.get_running_loop().run_in_executor(self._pool, fn, deadline)
         try:
-            return await asyncio.wait_for(future, seconds)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(seconds):  # not wait_for: it can swallow a cancel
+                return await future
+        except TimeoutError:
             raise FsError("timeout", f"the file operation did not finish within "
                                      f"{seconds:g} s and was abandoned") from None
 

@@ -273,7 +273,8 @@ async def _drain(chunks: Any) -> None:
             pass
 
     with contextlib.suppress(Exception, asyncio.TimeoutError):
-        await asyncio.wait_for(rest(), DRAIN_SECONDS)
+        async with asyncio.timeout(DRAIN_SECONDS):  # not wait_for: it can swallow a cancel
+            await rest()
 
 
 class DeltaRelay:

@@ -863,7 +863,8 @@ class _Network:
         on as a task even then, never cancelled half-way (it might have spawned
         slirp4netns and not yet recorded it): :meth:`close` finishes it."""
         self.task = asyncio.ensure_future(self._attach())
-        await asyncio.wait_for(asyncio.shield(self.task), timeout)
+        async with asyncio.timeout(timeout):  # not wait_for: it can swallow a cancel
+            await asyncio.shield(self.task)
 
     async def _attach(self) -> None:
         pid = await asyncio.to_thread(_read_child_pid, self.info_r)
@@ -1189,7 +1190,10 @@ async def run_command(
             if network is not None:
                 await network.attach(min(timeout, _NETWORK_SETUP_TIMEOUT))
             left = timeout - (time.monotonic() - started)
-            await asyncio.wait_for(asyncio.shield(wait_task), max(left, 0.001))
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the result when
+            # the task is cancelled in the step the command ends, and the cancel is lost.
+            async with asyncio.timeout(max(left, 0.001)):
+                await asyncio.shield(wait_task)
         except asyncio.TimeoutError:
             timed_out = True
         except _NetworkError as exc:
@@ -1198,7 +1202,8 @@ async def run_command(
         _kill_tree(proc.pid, cgroup)
         await wait_task
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(done), _DRAIN_GRACE_SECONDS)
+            async with asyncio.timeout(_DRAIN_GRACE_SECONDS):
+                await asyncio.shield(done)
     except BaseException:
         # Cancelled (or an unexpected error): kill everything before propagating.
         _kill_tree(proc.pid, cgroup)

@@ -424,7 +424,8 @@ class WarmSandbox:
             lambda: _Frames(self.queue), sock=parent)
         if self.network is not None:
             await self.network.attach(sb._NETWORK_SETUP_TIMEOUT)
-        ready = await asyncio.wait_for(self.queue.get(), _START_TIMEOUT)
+        async with asyncio.timeout(_START_TIMEOUT):  # not wait_for: see ``_next``
+            ready = await self.queue.get()
         if ready is None or ready.get("op") != "ready":
             raise _StartError("the supervisor ended before it was ready")
         if ready.get("error"):
@@ -451,7 +452,11 @@ class WarmSandbox:
         ``asyncio.TimeoutError`` after ``timeout``."""
         deadline = self.loop.time() + timeout
         while True:
-            msg = await asyncio.wait_for(self.queue.get(), max(0.0, deadline - self.loop.time()))
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the result when
+            # the task is cancelled in the step the frame arrives, and a cancelled turn
+            # went on waiting for its command (the "started" frame races the user's cancel).
+            async with asyncio.timeout(max(0.0, deadline - self.loop.time())):
+                msg = await self.queue.get()
             if msg is None:
                 self.queue.put_nowait(None)  # stays closed for whoever asks next
                 return None

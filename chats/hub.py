@@ -469,7 +469,8 @@ class RedisEventHub(_Inboxes):
         self._ensure_listener()
         if not self._listening.is_set():
             try:
-                await asyncio.wait_for(self._listening.wait(), _LISTEN_WAIT)
+                async with asyncio.timeout(_LISTEN_WAIT):  # wait_for can swallow a cancel
+                    await self._listening.wait()
             except TimeoutError:
                 logger.warning("the Redis event channel is not listening yet: a cancel "
                                "of chat %s sent now would be missed", chat_id)

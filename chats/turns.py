@@ -131,8 +131,10 @@ class ApprovalGate:
                 if remaining <= 0:
                     break
                 try:
-                    got = await asyncio.wait_for(self.control.verdicts.get(), remaining)
-                except asyncio.TimeoutError:
+                    # Not wait_for: it can swallow a cancel that comes with a verdict.
+                    async with asyncio.timeout(remaining):
+                        got = await self.control.verdicts.get()
+                except TimeoutError:
                     break
                 if ids & set(got):
                     verdicts = got
@@ -490,8 +492,8 @@ class TurnManager:
         chat_id = str(key)
         self._taken.pop(chat_id, None)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.hub.flush(chat_id), settings.GATEWAY_REDIS_RETRY_SECONDS
-                                   + 1)
+            async with asyncio.timeout(settings.GATEWAY_REDIS_RETRY_SECONDS + 1):
+                await self.hub.flush(chat_id)
         try:
             return await _retrying(db(store.release), key, owner, self.hub.known_seq(chat_id))
         except Exception as exc:  # noqa: BLE001

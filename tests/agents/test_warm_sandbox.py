@@ -396,3 +396,19 @@ async def test_sandboxes_end_with_the_gateway_process(status, end):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def test_a_cancel_in_the_step_the_awaited_frame_arrives_is_not_lost():
+    """Python 3.11's ``asyncio.wait_for`` returns the result when its task is cancelled
+    in the step the awaited item arrives: a turn cancelled just as its command's
+    "started" frame came went on waiting for the command (30 s of ``sleep 30``). Here the
+    frame and the cancel come in one step."""
+    from types import SimpleNamespace
+
+    box = SimpleNamespace(loop=asyncio.get_running_loop(), queue=asyncio.Queue())
+    waiting = asyncio.ensure_future(warm.WarmSandbox._next(box, 1, "started", 5))
+    await asyncio.sleep(0)  # waiting for the queue
+    box.queue.put_nowait({"id": 1, "op": "started"})
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
