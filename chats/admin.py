@@ -62,7 +62,7 @@ class CompactionAdmin(admin.ModelAdmin):
 class PendingApprovalAdmin(admin.ModelAdmin):
     """Approvals are made by the agent loop and answered from the chat's sockets; a row
     added, changed or deleted here would not reach the turn waiting on it (a verdict is
-    accepted only for a call still pending, and travels over the channel layer), so the
+    accepted only for a call still pending, and travels through the event hub), so the
     admin only shows them."""
 
     list_display = ("tool_call_id", "tool_name", "chat", "verdict", "created_at", "expires_at")

@@ -53,7 +53,8 @@ def redis_pool(url: str, options: dict[str, Any] | None = None) -> Any:
 
     A ``BlockingConnectionPool``: when every connection is busy a caller waits (up to the
     pool's timeout) instead of failing with "Too many connections", so a burst of turns
-    slows down rather than losing events. The event hub and the channel layer both draw
+    slows down rather than losing events. The event hub (cancels, verdicts, revocations;
+    its events and reads go on two connections of its own) and the channel layer draw
     from it, so ``GATEWAY_REDIS_POOL_SIZE`` bounds what one process opens in total.
     Pools are per event loop: asyncio connections cannot move between loops.
     """

@@ -155,9 +155,10 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = envstr("REDIS_URL")
-# One blocking pool per process, shared by the event hub and the channel layer
-# (gateway/layers.py): at its size a caller waits up to the timeout, it never fails at
-# a count. docs/deploy.md has the sums against Redis's maxclients.
+# One blocking pool per process, shared by the event hub (what it sends besides events:
+# cancels, verdicts, revocations) and the channel layer (gateway/layers.py; the chat
+# sockets use none): at its size a caller waits up to the timeout, it never fails at a
+# count. docs/deploy.md has the sums against Redis's maxclients.
 GATEWAY_REDIS_POOL_SIZE = envint("GATEWAY_REDIS_POOL_SIZE", 50, minimum=4)
 GATEWAY_REDIS_POOL = {
     "max_connections": GATEWAY_REDIS_POOL_SIZE,
