@@ -22,9 +22,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import itertools
 import json
 import logging
 import time
+import uuid
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -197,8 +199,14 @@ class LocalEventHub(_Inboxes):
 # publishes it to the chat's channel, run once per event; the events of a round go as one
 # buffer (``RedisEventHub._write``). The counter never goes below ARGV[5], what
 # this process last saw: after a Redis restart (counter and window lost) numbering goes
-# on where the chat's sockets are instead of starting again at 1.
+# on where the chat's sockets are instead of starting again at 1. ARGV[6] numbers the
+# event among its process's (KEYS[4] keeps the last one applied for the chat): a round
+# sent again after its connection broke skips the events Redis ran before the break
+# (returning 0), so none is numbered and sent twice.
 _PUBLISH = """
+local mine = tonumber(ARGV[6])
+if mine <= tonumber(redis.call('GET', KEYS[4]) or '0') then return 0 end
+redis.call('SET', KEYS[4], mine, 'EX', 3600)
 local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
 local floor = tonumber(ARGV[5])
 if seq < floor then seq = floor end
@@ -302,7 +310,10 @@ class RedisEventHub(_Inboxes):
         self.retry_seconds = retry_seconds
         self._loaded: set[str] = set()
         self._seen: OrderedDict[str, int] = OrderedDict()
-        self._queued: dict[str, list[tuple[str, str]]] = {}  # chat -> (head, type)
+        # chat -> (head, type, number among this process's events: see _PUBLISH)
+        self._queued: dict[str, list[tuple[str, str, int]]] = {}
+        self._publisher = uuid.uuid4().hex[:16]
+        self._numbers = itertools.count(1)
         self._asked: list[tuple[list[bytes], asyncio.Future[list[Any]]]] = []  # reads
         self._in_flight: set[str] = set()
         self._writer: asyncio.Task[None] | None = None
@@ -356,7 +367,7 @@ class RedisEventHub(_Inboxes):
         """Queue one event of the chat for Redis, behind the chat's earlier ones."""
         self._raise_failure(chat_id)
         queued = self._queued.setdefault(chat_id, [])
-        queued.append((encode_head(event_type, data), event_type))
+        queued.append((encode_head(event_type, data), event_type, next(self._numbers)))
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_rounds())
         if len(queued) > _OUTBOX_LIMIT:
@@ -415,7 +426,7 @@ class RedisEventHub(_Inboxes):
         finally:
             self._writer = None
 
-    async def _write(self, batch: dict[str, list[tuple[str, str]]],
+    async def _write(self, batch: dict[str, list[tuple[str, str, int]]],
                      asked: list[tuple[list[bytes], asyncio.Future[list[Any]]]]) -> None:
         """The round's events as one buffer on the writer's own connection
         (``gateway.redis_wire``): EVAL of the numbering script for the first, EVALSHA
@@ -426,11 +437,12 @@ class RedisEventHub(_Inboxes):
         commands: list[bytes] = []
         for chat_id, events in batch.items():
             keys, floor = self._keys(chat_id), self.known_seq(chat_id)
-            for head, event_type in events:
+            applied = f"{keys[2]}:pub:{self._publisher}"
+            for head, event_type, number in events:
                 script = (b"EVAL", _PUBLISH_BYTES) if not commands else (b"EVALSHA",
                                                                          _PUBLISH_SHA)
-                commands.append(pack(*script, b"3", *keys, head, event_type,
-                                     self.max_events, self.TTL, floor))
+                commands.append(pack(*script, b"4", *keys, applied, head, event_type,
+                                     self.max_events, self.TTL, floor, number))
         numbered = len(commands)
         for packed, _ in asked:
             commands.extend(packed)

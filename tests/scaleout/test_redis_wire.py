@@ -168,6 +168,50 @@ async def test_a_killed_writer_connection_is_replaced(redis_url, caplog):
         stop(writer, reader)
 
 
+async def test_a_round_sent_again_after_a_cut_numbers_and_sends_each_event_once(
+        redis_url, caplog):
+    """The connection breaks after Redis ran the round's commands and before their
+    replies came: the round is sent again, and the events Redis ran already are
+    skipped, not numbered and published a second time."""
+    writer, reader = RedisEventHub(redis_url, 100), RedisEventHub(redis_url, 100)
+    chat_id, other, tap, other_tap = str(uuid.uuid4()), str(uuid.uuid4()), Tap(), Tap()
+    await listening(reader, chat_id, tap)
+    reader.subscribe(other, other_tap)
+    wire = writer._writer_wire
+    request, cuts = wire.request, []
+
+    async def cut_after_sending(data: bytes, count: int) -> list:
+        if not cuts and count >= 3:  # the round of three events, the first time
+            cuts.append(count)
+            wire._writer.write(data)
+            await wire._writer.drain()
+            await asyncio.sleep(0.3)  # Redis has run them
+            wire.close()
+            raise WireError("cut before the replies")
+        return await request(data, count)
+
+    wire.request = cut_after_sending
+    try:
+        await writer.publish(chat_id, "agent.text_delta", {"text": "before"})
+        await writer.flush(chat_id)
+        with caplog.at_level(logging.WARNING, "chats.hub"):
+            for text in ("a", "b"):
+                await writer.publish(chat_id, "agent.text_delta", {"text": text})
+            await writer.publish(other, "agent.text_delta", {"text": "x"})
+            await writer.flush(chat_id)
+        assert cuts and "retrying" in caplog.text
+        await writer.publish(chat_id, "agent.text_delta", {"text": "after"})
+        await writer.flush(chat_id)
+        await eventually(lambda: len(tap.got) >= 4 and other_tap.got)
+        await asyncio.sleep(0.2)  # nothing more comes
+        assert texts(tap) == ["before", "a", "b", "after"]
+        assert [seq for seq, _ in tap.got] == [1, 2, 3, 4]
+        assert texts(other_tap) == ["x"]
+        assert (await writer.replay(chat_id, 0)).events == tap.got
+    finally:
+        stop(writer, reader)
+
+
 async def test_a_killed_listener_reconnects_and_its_sockets_catch_up(redis_url, caplog):
     writer, reader = RedisEventHub(redis_url, 100), RedisEventHub(redis_url, 100)
     chat_id, tap = str(uuid.uuid4()), Tap()
