@@ -26,6 +26,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import weakref
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -42,8 +43,9 @@ logger = logging.getLogger(__name__)
 AUTH_CHANNEL = "gw:auth"  # Redis pub/sub: a JSON list of keys whose sockets close
 revoked = Signal()
 
-# key -> {socket: its event loop}; a socket has ``async revoke()`` and ``async recheck()``
-_watched: dict[str, dict[Any, asyncio.AbstractEventLoop]] = {}
+# key -> {socket: its event loop}; a socket has ``async revoke()`` and ``async recheck()``.
+# Weak: a socket whose connect failed half-way is never unwatched, and must not be kept.
+_watched: dict[str, "weakref.WeakKeyDictionary[Any, asyncio.AbstractEventLoop]"] = {}
 _closing: set[asyncio.Future[Any]] = set()
 
 
@@ -63,7 +65,7 @@ def watch(socket: Any, digest: str, user_id: Any) -> list[str]:
     loop = asyncio.get_running_loop()
     keys = [token_group(digest), user_group(user_id)]
     for key in keys:
-        _watched.setdefault(key, {})[socket] = loop
+        _watched.setdefault(key, weakref.WeakKeyDictionary())[socket] = loop
     return keys
 
 

@@ -7,6 +7,8 @@ with real sockets, is ``tests/security/test_sessions_cluster.py``."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import uuid
 from typing import Any
 
 import redis
@@ -52,15 +54,16 @@ async def test_an_announcement_on_redis_closes_the_sockets_watched_under_its_key
     settings.REDIS_URL = redis_url
     hub = RedisEventHub(redis_url, 100)
     mine, same_user, other_user = Socket(), Socket(), Socket()
-    watched = [(mine, revocation.watch(mine, "digest-1", 7)),
-               (same_user, revocation.watch(same_user, "digest-2", 7)),
-               (other_user, revocation.watch(other_user, "digest-3", 8))]
+    user, other, digest = uuid.uuid4().hex, uuid.uuid4().hex, uuid.uuid4().hex
+    watched = [(mine, revocation.watch(mine, digest, user)),
+               (same_user, revocation.watch(same_user, uuid.uuid4().hex, user)),
+               (other_user, revocation.watch(other_user, uuid.uuid4().hex, other))]
     try:
         await listening(hub)
         # As the signals do it, from a thread (a REST view's, after its commit).
-        await asyncio.to_thread(revocation._broadcast, [revocation.token_group("digest-1")])
+        await asyncio.to_thread(revocation._broadcast, [revocation.token_group(digest)])
         await eventually(lambda: mine.revoked == 1)
-        await asyncio.to_thread(revocation._broadcast, [revocation.user_group(7)])
+        await asyncio.to_thread(revocation._broadcast, [revocation.user_group(user)])
         await eventually(lambda: same_user.revoked == 1)
         await asyncio.sleep(0.2)  # nothing else arrives
         assert (mine.revoked, same_user.revoked, other_user.revoked) == (2, 1, 0)
@@ -71,11 +74,21 @@ async def test_an_announcement_on_redis_closes_the_sockets_watched_under_its_key
     assert not any(key in revocation._watched for _, keys in watched for key in keys)
 
 
+def test_a_socket_never_unwatched_is_not_kept() -> None:
+    async def connect_that_failed_half_way() -> str:
+        key = revocation.watch(Socket(), uuid.uuid4().hex, uuid.uuid4().hex)[0]
+        return key
+
+    key = asyncio.run(connect_that_failed_half_way())
+    gc.collect()
+    assert not revocation._watched.get(key)
+
+
 async def test_a_listener_that_was_away_makes_every_socket_check_its_token(
         redis_url: str) -> None:
     hub = RedisEventHub(redis_url, 100)
     socket = Socket()
-    keys = revocation.watch(socket, "digest-4", 9)
+    keys = revocation.watch(socket, uuid.uuid4().hex, uuid.uuid4().hex)
     try:
         await listening(hub)
         await eventually(lambda: socket.rechecked == 1)  # the first subscription too
